@@ -1,0 +1,211 @@
+/**
+ * A hardened XML reader for CDA documents: saxes (pure JS, streaming, non-validating) feeds a small
+ * element tree. The document is hostile until proven otherwise:
+ * - any DOCTYPE is refused, so there are no DTDs, no external entities and no entity expansion
+ *   (billion laughs, XXE); only the five predefined entities and character references are read;
+ * - size, nesting depth and element count are bounded while parsing, before memory grows.
+ */
+import { SaxesParser, type SaxesTagNS } from 'saxes';
+import { PasserelleError } from '../errors.js';
+
+export const HL7_NS = 'urn:hl7-org:v3';
+export const XSI_NS = 'http://www.w3.org/2001/XMLSchema-instance';
+
+export interface XElement {
+  /** Local name. */
+  readonly name: string;
+  /** Namespace URI, '' when none. */
+  readonly ns: string;
+  /** Attributes by local name; namespaced ones other than xmlns as `prefix:local` (e.g. `xsi:type`). */
+  readonly attrs: Readonly<Record<string, string>>;
+  readonly children: XNode[];
+  readonly parent: XElement | undefined;
+}
+export type XNode = XElement | string;
+
+export interface XmlLimits {
+  /** Bytes of input (default 50 MB). */
+  maxBytes: number;
+  /** Element nesting depth (default 256). */
+  maxDepth: number;
+  /** Elements in the whole document (default 2 000 000). */
+  maxElements: number;
+}
+
+export const DEFAULT_XML_LIMITS: XmlLimits = {
+  maxBytes: 50 * 1024 * 1024,
+  maxDepth: 256,
+  maxElements: 2_000_000,
+};
+
+/** Parses bytes into the element tree of the document element. */
+export function parseXml(input: Uint8Array, limits: XmlLimits = DEFAULT_XML_LIMITS): XElement {
+  if (input.byteLength > limits.maxBytes) {
+    throw new PasserelleError('CDA_TOO_LARGE', `The document is ${input.byteLength} bytes; the limit is ${limits.maxBytes}.`);
+  }
+  const text = decode(input);
+  const parser = new SaxesParser({ xmlns: true, position: true });
+  let root: XElement | undefined;
+  const stack: XElement[] = [];
+  let elements = 0;
+  let failure: PasserelleError | undefined;
+
+  const fail = (error: PasserelleError): void => {
+    failure ??= error;
+    throw error;
+  };
+
+  parser.on('doctype', () => fail(new PasserelleError('CDA_DTD_FORBIDDEN', undefined, `line ${parser.line}`)));
+  parser.on('opentag', (tag: SaxesTagNS) => {
+    if (++elements > limits.maxElements) {
+      fail(new PasserelleError('CDA_TOO_MANY_ELEMENTS', `More than ${limits.maxElements} elements.`));
+    }
+    if (stack.length >= limits.maxDepth) {
+      fail(new PasserelleError('CDA_TOO_DEEP', `Elements nest deeper than ${limits.maxDepth}.`, `line ${parser.line}`));
+    }
+    const attrs: Record<string, string> = {};
+    for (const a of Object.values(tag.attributes)) {
+      if (a.prefix === 'xmlns' || a.name === 'xmlns') continue;
+      attrs[a.prefix ? `${a.prefix}:${a.local}` : a.local] = a.value;
+    }
+    const parent = stack[stack.length - 1];
+    const el: XElement = { name: tag.local, ns: tag.uri, attrs, children: [], parent };
+    if (parent) parent.children.push(el);
+    else root = el;
+    stack.push(el);
+  });
+  parser.on('closetag', () => {
+    stack.pop();
+  });
+  const onText = (t: string): void => {
+    const parent = stack[stack.length - 1];
+    if (parent) parent.children.push(t);
+  };
+  parser.on('text', onText);
+  parser.on('cdata', onText);
+
+  try {
+    parser.write(text).close();
+  } catch (err) {
+    if (failure) throw failure;
+    const message = err instanceof Error ? err.message : String(err);
+    throw new PasserelleError('CDA_NOT_WELL_FORMED', message.split('\n')[0]);
+  }
+  if (!root) throw new PasserelleError('CDA_NOT_WELL_FORMED', 'No document element.');
+  return root;
+}
+
+/**
+ * Decodes the bytes per the XML declaration (XML 1.0 §4.3.3): a BOM wins, then `encoding=`, else
+ * UTF-8. Decoding is fatal: bytes that are not of the declared encoding make the document unreadable.
+ */
+function decode(input: Uint8Array): string {
+  let encoding = 'utf-8';
+  let start = 0;
+  if (input[0] === 0xef && input[1] === 0xbb && input[2] === 0xbf) start = 3;
+  else if (input[0] === 0xfe && input[1] === 0xff) encoding = 'utf-16be';
+  else if (input[0] === 0xff && input[1] === 0xfe) encoding = 'utf-16le';
+  else {
+    const head = Buffer.from(input.subarray(0, 200)).toString('latin1');
+    const m = /^<\?xml[^>]*?encoding\s*=\s*["']([A-Za-z0-9._-]+)["']/.exec(head);
+    if (m?.[1]) encoding = m[1].toLowerCase();
+  }
+  let decoder: TextDecoder;
+  try {
+    decoder = new TextDecoder(encoding, { fatal: true });
+  } catch {
+    throw new PasserelleError('CDA_NOT_WELL_FORMED', `Unsupported character encoding "${encoding}".`);
+  }
+  try {
+    return decoder.decode(start ? input.subarray(start) : input);
+  } catch {
+    throw new PasserelleError('CDA_NOT_WELL_FORMED', `The bytes are not valid ${encoding}.`);
+  }
+}
+
+// ---- navigation helpers (HL7 namespace; documents without a namespace are tolerated) ----
+
+function isHl7(el: XElement): boolean {
+  return el.ns === HL7_NS || el.ns === '';
+}
+
+/** First child element of that local name in the HL7 namespace. */
+export function child(el: XElement | undefined, name: string): XElement | undefined {
+  if (!el) return undefined;
+  for (const c of el.children) {
+    if (typeof c !== 'string' && c.name === name && isHl7(c)) return c;
+  }
+  return undefined;
+}
+
+/** All child elements of that local name in the HL7 namespace. */
+export function children(el: XElement | undefined, name: string): XElement[] {
+  if (!el) return [];
+  const out: XElement[] = [];
+  for (const c of el.children) {
+    if (typeof c !== 'string' && c.name === name && isHl7(c)) out.push(c);
+  }
+  return out;
+}
+
+/** All child elements, any name or namespace. */
+export function elements(el: XElement | undefined): XElement[] {
+  if (!el) return [];
+  return el.children.filter((c): c is XElement => typeof c !== 'string');
+}
+
+/** Follows a path of local names, first match at each step. */
+export function at(el: XElement | undefined, ...path: string[]): XElement | undefined {
+  let cur = el;
+  for (const name of path) cur = child(cur, name);
+  return cur;
+}
+
+export function attr(el: XElement | undefined, name: string): string | undefined {
+  const v = el?.attrs[name];
+  return v === undefined ? undefined : v;
+}
+
+/** The concatenated text of an element and its descendants, whitespace collapsed and trimmed. */
+export function text(el: XElement | undefined): string | undefined {
+  if (!el) return undefined;
+  const parts: string[] = [];
+  const walk = (e: XElement): void => {
+    for (const c of e.children) {
+      if (typeof c === 'string') parts.push(c);
+      else walk(c);
+    }
+  };
+  walk(el);
+  const t = parts.join('').replace(/\s+/g, ' ').trim();
+  return t === '' ? undefined : t;
+}
+
+/** Depth-first search for the first element of that local name and namespace. */
+export function findFirst(el: XElement, name: string, ns: string): XElement | undefined {
+  const queue: XElement[] = [el];
+  for (let i = 0; i < queue.length; i++) {
+    const cur = queue[i] as XElement;
+    if (cur.name === name && cur.ns === ns) return cur;
+    for (const c of cur.children) if (typeof c !== 'string') queue.push(c);
+  }
+  return undefined;
+}
+
+/** An XPath-like location of an element, e.g. `/ClinicalDocument/component/structuredBody/component[2]/section`. */
+export function pathOf(el: XElement): string {
+  const steps: string[] = [];
+  let cur: XElement | undefined = el;
+  while (cur) {
+    const parent: XElement | undefined = cur.parent;
+    let step = cur.name;
+    if (parent) {
+      const same = parent.children.filter((c): c is XElement => typeof c !== 'string' && c.name === cur!.name);
+      if (same.length > 1) step += `[${same.indexOf(cur) + 1}]`;
+    }
+    steps.unshift(step);
+    if (cur.name === 'ClinicalDocument' && cur.ns === HL7_NS) break;
+    cur = parent;
+  }
+  return '/' + steps.join('/');
+}

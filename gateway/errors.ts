@@ -1,0 +1,99 @@
+/**
+ * The one catalogue of error codes. Every failure the gateway can report has a stable code here,
+ * with its HTTP status, its SMTP reply (5xx permanent, 4xx transient), the ANS MDN code (900–906,
+ * "Transmission au LPS d'un document CDA provenant d'un courriel MSSanté") where one applies, and a
+ * human message. The same code is written to the journal, to OperationOutcome
+ * `issue.details.coding`, to MDNs, to the console and to logs. The README documents this table.
+ */
+
+export interface ErrorDefinition {
+  /** HTTP status when the failure answers a request. */
+  readonly http: number;
+  /** SMTP reply code when the failure answers a mail transaction. */
+  readonly smtp: number;
+  /** ANS MDN error code (900 version, 901 author, 902 patient, 903 no INS, 904 INS mismatch, 905 incomplete INS, 906 other). */
+  readonly mdn: number;
+  /** OperationOutcome issue type (http://hl7.org/fhir/issue-type). */
+  readonly issueType: 'invalid' | 'structure' | 'too-costly' | 'security' | 'not-supported' | 'exception' | 'processing' | 'business-rule';
+  /** Transient failures are retried; permanent ones are quarantined. */
+  readonly transient: boolean;
+  readonly message: string;
+}
+
+export const ERROR_CATALOGUE = {
+  CDA_NOT_WELL_FORMED: {
+    http: 400, smtp: 554, mdn: 906, issueType: 'structure', transient: false,
+    message: 'The document is not well-formed XML.',
+  },
+  CDA_DTD_FORBIDDEN: {
+    http: 400, smtp: 554, mdn: 906, issueType: 'security', transient: false,
+    message: 'The document declares a DTD (DOCTYPE); DTDs and entities are refused.',
+  },
+  CDA_NOT_A_CLINICAL_DOCUMENT: {
+    http: 422, smtp: 554, mdn: 900, issueType: 'invalid', transient: false,
+    message: 'The XML does not contain an HL7 CDA R2 ClinicalDocument.',
+  },
+  CDA_TOO_LARGE: {
+    http: 413, smtp: 552, mdn: 906, issueType: 'too-costly', transient: false,
+    message: 'The document exceeds the size limit.',
+  },
+  CDA_TOO_DEEP: {
+    http: 422, smtp: 554, mdn: 906, issueType: 'too-costly', transient: false,
+    message: 'The document nests elements deeper than the limit.',
+  },
+  CDA_TOO_MANY_ELEMENTS: {
+    http: 422, smtp: 554, mdn: 906, issueType: 'too-costly', transient: false,
+    message: 'The document has more elements than the limit.',
+  },
+  CDA_PATIENT_MISSING: {
+    http: 422, smtp: 554, mdn: 902, issueType: 'invalid', transient: false,
+    message: 'The document has no recordTarget/patientRole: it cannot be attached to a patient.',
+  },
+  CDA_BODY_MISSING: {
+    http: 422, smtp: 554, mdn: 906, issueType: 'invalid', transient: false,
+    message: 'The document has neither a structuredBody nor a nonXMLBody.',
+  },
+  CDA_EMBEDDED_DOCUMENT_INVALID: {
+    http: 422, smtp: 554, mdn: 906, issueType: 'invalid', transient: false,
+    message: 'The nonXMLBody does not hold the document its media type announces (e.g. no %PDF magic).',
+  },
+  CDA_VALUE_INVALID: {
+    http: 422, smtp: 554, mdn: 906, issueType: 'invalid', transient: false,
+    message: 'A value required to build the document Bundle is malformed beyond repair.',
+  },
+  FHIR_OUTPUT_INVALID: {
+    http: 500, smtp: 451, mdn: 906, issueType: 'exception', transient: false,
+    message: 'The Bundle produced does not conform to the FHIR R4 schema (a converter defect).',
+  },
+  INTERNAL_ERROR: {
+    http: 500, smtp: 451, mdn: 906, issueType: 'exception', transient: true,
+    message: 'Unexpected internal error.',
+  },
+} as const satisfies Record<string, ErrorDefinition>;
+
+export type ErrorCode = keyof typeof ERROR_CATALOGUE;
+
+/** The code system of our error codes in OperationOutcome.issue.details.coding. */
+export const ERROR_CODE_SYSTEM = 'https://passerelle.dev/fhir/CodeSystem/error-code';
+
+/** An error that crosses a boundary: always carries a catalogue code. */
+export class PasserelleError extends Error {
+  readonly code: ErrorCode;
+  /** Where in the input the problem is (an XPath-like expression), when known. */
+  readonly location: string | undefined;
+
+  constructor(code: ErrorCode, detail?: string, location?: string) {
+    super(detail ?? ERROR_CATALOGUE[code].message);
+    this.name = 'PasserelleError';
+    this.code = code;
+    this.location = location;
+  }
+
+  get definition(): ErrorDefinition {
+    return ERROR_CATALOGUE[this.code];
+  }
+}
+
+export function isErrorCode(value: string): value is ErrorCode {
+  return Object.prototype.hasOwnProperty.call(ERROR_CATALOGUE, value);
+}
