@@ -74,7 +74,7 @@ export const ERROR_CATALOGUE = {
 export type ErrorCode = keyof typeof ERROR_CATALOGUE;
 
 /** The code system of our error codes in OperationOutcome.issue.details.coding. */
-export const ERROR_CODE_SYSTEM = 'https://passerelle.dev/fhir/CodeSystem/error-code';
+export const ERROR_CODE_SYSTEM = 'https://passerelle.dev/fhir/CodeSystem/error-code'; // PASSERELLE_FHIR + /CodeSystem/error-code
 
 /** An error that crosses a boundary: always carries a catalogue code. */
 export class PasserelleError extends Error {

@@ -5,6 +5,7 @@
  *   (billion laughs, XXE); only the five predefined entities and character references are read;
  * - size, nesting depth and element count are bounded while parsing, before memory grows.
  */
+import { TextDecoder } from 'node:util';
 import { SaxesParser, type SaxesTagNS } from 'saxes';
 import { PasserelleError } from '../errors.js';
 

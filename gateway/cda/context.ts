@@ -1,0 +1,94 @@
+/**
+ * State of one conversion: the resources emitted so far (in Bundle order), deterministic ids, the
+ * report, the deduplication index and the lookups the mappers share (narrative IDs, media).
+ *
+ * Determinism: every id is a UUID derived (SHA-256) from the document id, a per-patient salt and a
+ * key naming what the resource is (the CDA place of its element, or the identity of a deduplicated
+ * actor), so the same input always yields the same Bundle and two patients never share an id.
+ */
+import { createHash } from 'node:crypto';
+import type { Reference, Resource } from '@medplum/fhirtypes';
+import { Report } from './report.js';
+import { attr, elements, type XElement } from './xml.js';
+
+/**
+ * A reference produced by the converter. `Reference<never>` is assignable to every `Reference<T>`
+ * (the type parameter only types the optional embedded resource, which we never set).
+ */
+export type Ref = Reference<never>;
+
+export interface Emitted {
+  fullUrl: string;
+  resource: Resource;
+}
+
+export class ConversionContext {
+  readonly report = new Report();
+  /** Resources in the order they will appear in the Bundle (Composition and Patient are placed first by the assembler). */
+  readonly emitted: Emitted[] = [];
+  /** Offset of the document's own effectiveTime (`+01:00`), used for times written without a zone. */
+  documentZone: string | undefined;
+  /** The Patient and Encounter every clinical resource points to. */
+  patient: Ref | undefined;
+  encounter: Ref | undefined;
+  /** Binary references by the ID of the observationMedia they came from (for renderMultiMedia). */
+  readonly media = new Map<string, { url: string; title?: string }>();
+
+  /** Normalised names of deduplicated actors by `type|key`, to detect one identifier naming two people. */
+  readonly actorNames = new Map<string, string>();
+
+  private readonly byKey = new Map<string, Emitted>();
+  private narrativeIds: Map<string, XElement> | undefined;
+
+  constructor(
+    private readonly documentKey: string,
+    private readonly patientSalt: string,
+    private readonly root: XElement,
+  ) {}
+
+  /** A deterministic UUID for this document and patient. */
+  uuid(...key: string[]): string {
+    const h = createHash('sha256').update(this.documentKey).update('\u0000').update(this.patientSalt);
+    for (const k of key) h.update('\u0000').update(k);
+    const b = h.digest();
+    // RFC 9562 §5.8 (version 8, custom): set version and variant bits.
+    b[6] = ((b[6] as number) & 0x0f) | 0x80;
+    b[8] = ((b[8] as number) & 0x3f) | 0x80;
+    const x = b.subarray(0, 16).toString('hex');
+    return `${x.slice(0, 8)}-${x.slice(8, 12)}-${x.slice(12, 16)}-${x.slice(16, 20)}-${x.slice(20, 32)}`;
+  }
+
+  /** Emits a resource under a key; the key (with the type) determines its id. Returns its reference. */
+  add<T extends Resource>(resource: T, key: string): Ref {
+    const found = this.byKey.get(`${resource.resourceType}|${key}`);
+    if (found) return { reference: found.fullUrl };
+    const id = this.uuid(resource.resourceType, key);
+    // The object itself is kept (not a copy) so that mappers may complete it after emitting it.
+    resource.id = id;
+    const entry: Emitted = { fullUrl: `urn:uuid:${id}`, resource };
+    this.byKey.set(`${resource.resourceType}|${key}`, entry);
+    this.emitted.push(entry);
+    return { reference: entry.fullUrl };
+  }
+
+  /** The resource already emitted under this key, if any (deduplication of actors). */
+  get(resourceType: string, key: string): Emitted | undefined {
+    return this.byKey.get(`${resourceType}|${key}`);
+  }
+
+  /** Element with that narrative `ID` (for `reference value="#id"` in originalText and text). */
+  byNarrativeId(id: string): XElement | undefined {
+    if (!this.narrativeIds) {
+      const index = new Map<string, XElement>();
+      const stack: XElement[] = [this.root];
+      while (stack.length) {
+        const el = stack.pop() as XElement;
+        const v = attr(el, 'ID');
+        if (v !== undefined && !index.has(v)) index.set(v, el);
+        stack.push(...elements(el));
+      }
+      this.narrativeIds = index;
+    }
+    return this.narrativeIds.get(id);
+  }
+}

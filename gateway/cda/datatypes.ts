@@ -1,0 +1,202 @@
+/**
+ * CDA R2 data types → FHIR R4 data types (II, CD/CE/CV, AD, TEL, PN/ON, PQ), per DOMAIN.md §4 and
+ * the HL7 "C-CDA on FHIR" data type maps. `nullFlavor` never becomes an invented value: the
+ * element is omitted (callers state a data-absent-reason where FHIR requires one).
+ */
+import type { Address, CodeableConcept, Coding, ContactPoint, HumanName, Identifier, Quantity } from '@medplum/fhirtypes';
+import type { ConversionContext } from './context.js';
+import { OID, UUID, systemUri } from './terminology.js';
+import { attr, child, children, elements, text, type XElement } from './xml.js';
+
+export function isNull(el: XElement | undefined): boolean {
+  return !el || attr(el, 'nullFlavor') !== undefined;
+}
+
+/**
+ * II → Identifier: root+extension → system `urn:oid:root`, value extension; a lone UUID root →
+ * `urn:ietf:rfc:3986` + `urn:uuid:` (lower case); a lone OID root → `urn:ietf:rfc:3986` + `urn:oid:`.
+ */
+export function identifier(ctx: ConversionContext, el: XElement | undefined): Identifier | undefined {
+  if (!el || isNull(el)) return undefined;
+  const root = attr(el, 'root')?.trim();
+  const ext = attr(el, 'extension')?.trim();
+  if (!root) return ext ? { value: ext } : undefined;
+  const isUuid = UUID.test(root);
+  if (!isUuid && !OID.test(root)) ctx.report.warn('ID_INVALID', `Identifier root "${root}" is neither an OID nor a UUID.`, el);
+  if (ext) {
+    return { system: isUuid ? `urn:uuid:${root.toLowerCase()}` : `urn:oid:${root}`, value: ext };
+  }
+  return { system: 'urn:ietf:rfc:3986', value: isUuid ? `urn:uuid:${root.toLowerCase()}` : `urn:oid:${root}` };
+}
+
+/** A stable text key of an II (for deduplication and id salts). */
+export function idKey(el: XElement | undefined): string | undefined {
+  if (!el || isNull(el)) return undefined;
+  const root = attr(el, 'root')?.trim().toLowerCase();
+  const ext = attr(el, 'extension')?.trim();
+  return root ? `${root}|${ext ?? ''}` : undefined;
+}
+
+/** CD → Coding (the code itself, without translations). */
+export function coding(el: XElement | undefined): Coding | undefined {
+  if (!el) return undefined;
+  const code = attr(el, 'code')?.trim();
+  if (!code || attr(el, 'nullFlavor')) return undefined;
+  const c: Coding = {};
+  const system = systemUri(attr(el, 'codeSystem')?.trim());
+  if (system) c.system = system;
+  const version = attr(el, 'codeSystemVersion');
+  if (version) c.version = version;
+  c.code = code;
+  const display = attr(el, 'displayName')?.trim();
+  if (display) c.display = display;
+  return c;
+}
+
+/** CD → CodeableConcept: the code, its translations, and originalText (resolving `#id` references). */
+export function concept(ctx: ConversionContext, el: XElement | undefined): CodeableConcept | undefined {
+  if (!el) return undefined;
+  const codings: Coding[] = [];
+  const main = coding(el);
+  if (main) codings.push(main);
+  for (const t of children(el, 'translation')) {
+    const c = coding(t);
+    if (c) codings.push(c);
+  }
+  const cc: CodeableConcept = {};
+  if (codings.length) cc.coding = codings;
+  const original = originalText(ctx, el);
+  if (original) cc.text = original;
+  return cc.coding || cc.text ? cc : undefined;
+}
+
+/** The text of `originalText`, following `<reference value="#id"/>` into the narrative. */
+export function originalText(ctx: ConversionContext, el: XElement | undefined): string | undefined {
+  const ot = child(el, 'originalText');
+  if (!ot) return undefined;
+  return referencedText(ctx, ot) ?? text(ot);
+}
+
+/** Text of the narrative element a `<reference value="#id"/>` child points to. */
+export function referencedText(ctx: ConversionContext, el: XElement | undefined): string | undefined {
+  const ref = attr(child(el, 'reference'), 'value');
+  if (ref?.startsWith('#')) {
+    const target = ctx.byNarrativeId(ref.slice(1));
+    if (target) return text(target);
+  }
+  return undefined;
+}
+
+const ADDRESS_USE: Readonly<Record<string, Address['use']>> = {
+  H: 'home', HP: 'home', HV: 'home', WP: 'work', DIR: 'work', PUB: 'work', TMP: 'temp', BAD: 'old', OLD: 'old',
+};
+
+/** AD → Address: houseNumber + streetName (or streetAddressLine) → line, county → district. */
+export function address(el: XElement | undefined): Address | undefined {
+  if (!el || isNull(el)) return undefined;
+  const a: Address = {};
+  const use = firstUse(attr(el, 'use'), ADDRESS_USE);
+  if (use) a.use = use;
+  if (attr(el, 'use')?.split(/\s+/).includes('PHYS')) a.type = 'physical';
+  const lines: string[] = [];
+  const street = [text(child(el, 'houseNumber')), text(child(el, 'houseNumberNumeric')), text(child(el, 'buildingNumberSuffix')),
+    text(child(el, 'streetNameType')), text(child(el, 'streetNameBase')), text(child(el, 'streetName'))]
+    .filter(Boolean).join(' ');
+  for (const part of elements(el)) {
+    const v = text(part);
+    if (!v) continue;
+    switch (part.name) {
+      case 'streetAddressLine': case 'additionalLocator': case 'unitID': case 'unitType': case 'careOf':
+      case 'deliveryAddressLine': case 'postBox': case 'deliveryInstallationType': case 'deliveryInstallationArea':
+      case 'deliveryMode': case 'deliveryModeIdentifier': case 'precinct':
+        lines.push(v);
+        break;
+      case 'city': a.city = v; break;
+      case 'postalCode': a.postalCode = v; break;
+      case 'county': a.district = v; break;
+      case 'state': a.state = v; break;
+      case 'country': a.country = v; break;
+      default: break;
+    }
+  }
+  if (street) lines.unshift(street);
+  if (lines.length) a.line = lines;
+  if (!elements(el).length) {
+    const t = text(el);
+    if (t) a.text = t;
+  }
+  return Object.keys(a).some((k) => k !== 'use' && k !== 'type') ? a : undefined;
+}
+
+const TELECOM_USE: Readonly<Record<string, ContactPoint['use']>> = {
+  H: 'home', HP: 'home', HV: 'home', WP: 'work', DIR: 'work', PUB: 'work', MC: 'mobile', PG: 'mobile', TMP: 'temp', BAD: 'old',
+};
+
+/** TEL → ContactPoint by URL scheme (tel, fax, mailto, http/https); unknown schemes keep the raw value. */
+export function contactPoint(el: XElement | undefined): ContactPoint | undefined {
+  if (!el || isNull(el)) return undefined;
+  const raw = attr(el, 'value')?.trim();
+  if (!raw) return undefined;
+  const cp: ContactPoint = {};
+  const m = /^([a-zA-Z][a-zA-Z0-9+.-]*):(.*)$/.exec(raw);
+  const scheme = m?.[1]?.toLowerCase();
+  const rest = (m?.[2] ?? raw).trim();
+  switch (scheme) {
+    case 'tel': cp.system = 'phone'; cp.value = rest; break;
+    case 'fax': cp.system = 'fax'; cp.value = rest; break;
+    case 'mailto': cp.system = 'email'; cp.value = rest; break;
+    case 'http': case 'https': cp.system = 'url'; cp.value = raw; break;
+    default: cp.system = 'other'; cp.value = raw; break;
+  }
+  if (!cp.value) return undefined;
+  const use = firstUse(attr(el, 'use'), TELECOM_USE);
+  if (use) cp.use = use;
+  return cp;
+}
+
+function firstUse<T>(uses: string | undefined, map: Readonly<Record<string, T>>): T | undefined {
+  for (const u of uses?.split(/\s+/) ?? []) {
+    const v = map[u];
+    if (v) return v;
+  }
+  return undefined;
+}
+
+/** PN/EN without qualifier handling (practitioners, related persons): family, given, prefix, suffix. */
+export function humanName(el: XElement | undefined): HumanName | undefined {
+  if (!el || isNull(el)) return undefined;
+  const n: HumanName = {};
+  const parts = elements(el);
+  if (!parts.length) {
+    const t = text(el);
+    return t ? { text: t } : undefined;
+  }
+  const family = parts.filter((p) => p.name === 'family').map(text).filter(isText);
+  if (family.length) n.family = family.join(' ');
+  const given = parts.filter((p) => p.name === 'given').map(text).filter(isText);
+  if (given.length) n.given = given;
+  const prefix = parts.filter((p) => p.name === 'prefix').map(text).filter(isText);
+  if (prefix.length) n.prefix = prefix;
+  const suffix = parts.filter((p) => p.name === 'suffix').map(text).filter(isText);
+  if (suffix.length) n.suffix = suffix;
+  return n.family || n.given || n.prefix || n.suffix ? n : undefined;
+}
+
+export function isText(v: string | undefined): v is string {
+  return v !== undefined && v !== '';
+}
+
+/** PQ → Quantity (UCUM units). A value that is not a decimal is refused (returns undefined). */
+export function quantity(el: XElement | undefined): Quantity | undefined {
+  if (!el || isNull(el)) return undefined;
+  const raw = attr(el, 'value')?.trim();
+  if (!raw || !/^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$/.test(raw)) return undefined;
+  const q: Quantity = { value: Number(raw) };
+  const unit = attr(el, 'unit')?.trim();
+  if (unit && unit !== '1') {
+    q.unit = unit;
+    q.system = 'http://unitsofmeasure.org';
+    q.code = unit;
+  }
+  return q;
+}

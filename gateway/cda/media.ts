@@ -1,0 +1,139 @@
+/**
+ * Embedded media: observationMedia → Binary (linked from the narrative's renderMultiMedia), the
+ * level-1 nonXMLBody → Binary + DocumentReference + one Composition section (IHE XDS-SD,
+ * CI-SIS "document non structuré"), and the source CDA itself → Binary + Provenance (role source).
+ *
+ * Base64 is read after stripping whitespace (published documents wrap it with newlines and tabs);
+ * a payload that claims to be a PDF must start with the `%PDF-` magic.
+ */
+import type { Binary, CompositionSection, DocumentReference, Provenance } from '@medplum/fhirtypes';
+import { PasserelleError } from '../errors.js';
+import type { ConversionContext, Ref } from './context.js';
+import { concept } from './datatypes.js';
+import { attr, child, pathOf, text, type XElement } from './xml.js';
+
+const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
+
+interface Payload {
+  contentType: string;
+  data: string;
+}
+
+/** Reads an ED value as base64 data; undefined when it is not well-formed base64. */
+function readPayload(value: XElement): Payload | undefined {
+  const contentType = attr(value, 'mediaType')?.trim() || 'application/octet-stream';
+  const raw = value.children.filter((c): c is string => typeof c === 'string').join('');
+  const representation = attr(value, 'representation') ?? 'TXT';
+  if (representation !== 'B64') {
+    return { contentType, data: Buffer.from(raw, 'utf8').toString('base64') };
+  }
+  const data = raw.replace(/[\s]+/g, '');
+  if (!data || data.length % 4 !== 0 || !BASE64.test(data)) return undefined;
+  return { contentType, data };
+}
+
+function isPdf(data: string): boolean {
+  return Buffer.from(data.slice(0, 8), 'base64').subarray(0, 5).toString('latin1') === '%PDF-';
+}
+
+/** Turns every observationMedia of the body into a Binary, indexed by its ID for renderMultiMedia. */
+export function mapObservationMedia(ctx: ConversionContext, body: XElement): void {
+  const stack: XElement[] = [body];
+  while (stack.length) {
+    const el = stack.pop() as XElement;
+    if (el.name === 'observationMedia') {
+      mapOneMedia(ctx, el);
+      continue;
+    }
+    for (let i = el.children.length - 1; i >= 0; i--) {
+      const c = el.children[i];
+      if (c !== undefined && typeof c !== 'string') stack.push(c);
+    }
+  }
+}
+
+function mapOneMedia(ctx: ConversionContext, media: XElement): void {
+  const value = child(media, 'value');
+  if (!value) return;
+  const payload = readPayload(value);
+  if (!payload) {
+    ctx.report.warn('MEDIA_TYPE_MISMATCH', 'observationMedia value is not valid base64; left out.', media);
+    return;
+  }
+  if (payload.contentType === 'application/pdf' && !isPdf(payload.data)) {
+    ctx.report.warn('MEDIA_TYPE_MISMATCH', 'observationMedia claims application/pdf but has no %PDF magic.', media);
+  }
+  const binary: Binary = { resourceType: 'Binary', contentType: payload.contentType, data: payload.data };
+  const ref = ctx.add(binary, pathOf(media));
+  const id = attr(media, 'ID');
+  const title = text(child(media, 'text')) ?? text(child(value, 'reference'));
+  if (id && ref.reference) ctx.media.set(id, { url: ref.reference, ...(title ? { title } : {}) });
+}
+
+/** nonXMLBody → Binary + DocumentReference, and the Composition section that points to them. */
+export function mapNonXmlBody(ctx: ConversionContext, doc: XElement, body: XElement, date: string): CompositionSection {
+  const value = child(body, 'text');
+  if (!value) throw new PasserelleError('CDA_BODY_MISSING', 'nonXMLBody has no text element.', pathOf(body));
+  const title = text(child(doc, 'title')) ?? 'Document';
+  const docRef: DocumentReference = {
+    resourceType: 'DocumentReference',
+    status: 'current',
+    subject: ctx.patient,
+    date,
+    content: [],
+  };
+  const type = concept(ctx, child(doc, 'code'));
+  if (type) docRef.type = type;
+  const external = attr(child(value, 'reference'), 'value');
+  let url: string;
+  let contentType = attr(value, 'mediaType')?.trim() || 'application/octet-stream';
+  if (external && !value.children.some((c) => typeof c === 'string' && c.trim())) {
+    ctx.report.warn('BODY_REFERENCE_EXTERNAL', 'nonXMLBody references an external document.', value);
+    url = external;
+  } else {
+    const payload = readPayload(value);
+    if (!payload) throw new PasserelleError('CDA_EMBEDDED_DOCUMENT_INVALID', 'nonXMLBody is not valid base64.', pathOf(value));
+    if (payload.contentType === 'application/pdf' && !isPdf(payload.data)) {
+      throw new PasserelleError('CDA_EMBEDDED_DOCUMENT_INVALID', 'nonXMLBody claims application/pdf but has no %PDF magic.', pathOf(value));
+    }
+    contentType = payload.contentType;
+    const binary = ctx.add({ resourceType: 'Binary', contentType, data: payload.data }, pathOf(value));
+    url = binary.reference ?? '';
+  }
+  docRef.content = [{ attachment: { contentType, url, title } }];
+  const ref = ctx.add(docRef, pathOf(body));
+  return {
+    title,
+    ...(type ? { code: type } : {}),
+    text: {
+      status: 'generated',
+      div: `<div xmlns="http://www.w3.org/1999/xhtml"><p>Document joint (${escapeXml(contentType)}) : <a href="${escapeXml(url)}">${escapeXml(title)}</a></p></div>`,
+    },
+    entry: [ref],
+  };
+}
+
+/** The source CDA kept as a Binary, with a Provenance naming it as the source of the Composition. */
+export function mapSource(ctx: ConversionContext, bytes: Uint8Array, composition: Ref, recorded: string): void {
+  const binary = ctx.add({ resourceType: 'Binary', contentType: 'application/hl7-cda+xml', data: Buffer.from(bytes).toString('base64') }, 'source');
+  const converter = ctx.add({
+    resourceType: 'Device',
+    deviceName: [{ name: 'passerelle CDA → FHIR converter', type: 'user-friendly-name' }],
+  }, 'converter');
+  const provenance: Provenance = {
+    resourceType: 'Provenance',
+    target: [composition],
+    recorded,
+    activity: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/iso-21089-lifecycle', code: 'transform', display: 'Transform/Translate Record Lifecycle Event' }] },
+    agent: [{
+      type: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/provenance-participant-type', code: 'assembler' }] },
+      who: converter,
+    }],
+    entity: [{ role: 'source', what: binary }],
+  };
+  ctx.add(provenance, 'provenance');
+}
+
+export function escapeXml(s: string): string {
+  return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
+}
