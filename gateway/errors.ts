@@ -61,6 +61,10 @@ export const ERROR_CATALOGUE = {
     http: 422, smtp: 554, mdn: 906, issueType: 'invalid', transient: false,
     message: 'A value required to build the document Bundle is malformed beyond repair.',
   },
+  INPUT_UNREADABLE: {
+    http: 400, smtp: 554, mdn: 906, issueType: 'exception', transient: false,
+    message: 'The input could not be read (missing file, permission, I/O error).',
+  },
   FHIR_OUTPUT_INVALID: {
     http: 500, smtp: 451, mdn: 906, issueType: 'exception', transient: false,
     message: 'The Bundle produced does not conform to the FHIR R4 schema (a converter defect).',

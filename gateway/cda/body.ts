@@ -8,6 +8,7 @@ import type { ConversionContext } from './context.js';
 import { coding, concept } from './datatypes.js';
 import { mapSectionEntries } from './entries/index.js';
 import { narrativeToXhtml } from './narrative.js';
+import { REPORT_CODES, type ReportCode } from './report.js';
 import { LOINC } from './terminology.js';
 import { child, children, text, type XElement } from './xml.js';
 
@@ -31,9 +32,8 @@ function mapSection(ctx: ConversionContext, section: XElement): CompositionSecti
   if (code) out.code = code;
   const div = narrativeToXhtml(child(section, 'text'), {
     resolveMedia: (id) => ctx.media.get(id),
-    report: (_code, message, location) => {
-      const isMedia = /renderMultiMedia/i.test(message) || _code === 'MEDIA_REFERENCE_UNRESOLVED';
-      ctx.report.info(isMedia ? 'MEDIA_REFERENCE_UNRESOLVED' : 'NARRATIVE_CHANGED', message, location);
+    report: (code, message, location) => {
+      ctx.report.info(code in REPORT_CODES ? (code as ReportCode) : 'NARRATIVE_CHANGED', message, location);
     },
   });
   if (div) out.text = { status: 'additional', div };
