@@ -8,7 +8,7 @@
  * reported, rather than silently merging two people.
  */
 import type { CodeableConcept, Coding, Device, DeviceDeviceName, Identifier, Organization, Practitioner, PractitionerRole, RelatedPerson } from '@medplum/fhirtypes';
-import type { ConversionContext, Ref } from './context.js';
+import type { ConversionContext, KnownRole, Ref } from './context.js';
 import { address, coding, concept, contactPoint, humanName, idKey, identifier, isNull, isText } from './datatypes.js';
 import {
   FR_CORE_V2_0203, OID_AUTHOR_SPECIALTY, OID_IDNST, OID_RPPS_IDNPS, TRE_G15, TRE_R38,
@@ -162,16 +162,27 @@ export function practitionerRoleRef(ctx: ConversionContext, assigned: XElement |
     practitioner = ctx.add(p, pKey);
   }
   const codes = roleCodes(ctx, child(assigned, 'code'));
-  const roleKey = [pKey, organization?.reference ?? '', JSON.stringify(codes)].join('|');
-  const existingRole = ctx.get('PractitionerRole', roleKey);
-  if (existingRole) return { reference: existingRole.fullUrl };
+  const telecom = children(assigned, 'telecom').map(contactPoint).filter((t) => t !== undefined);
+  // One role per practitioner and context: a later mention that adds nothing (no organisation or
+  // the same one, no code or the same one) reuses the role already made.
+  const codeKey = codes.code ? JSON.stringify(codes) : '';
+  const known = rolesOf(ctx, pKey);
+  const same = known.find((r) => (!organization || r.org === organization.reference) && (!codeKey || r.codeKey === codeKey));
+  if (same) return { reference: same.fullUrl };
   const role: PractitionerRole = { resourceType: 'PractitionerRole', practitioner };
   if (organization) role.organization = organization;
   if (codes.code) role.code = codes.code;
   if (codes.specialty) role.specialty = codes.specialty;
-  const telecom = children(assigned, 'telecom').map(contactPoint).filter((t) => t !== undefined);
   if (telecom.length) role.telecom = telecom;
-  return ctx.add(role, roleKey);
+  const ref = ctx.add(role, [pKey, organization?.reference ?? '', codeKey].join('|'));
+  known.push({ fullUrl: ref.reference as string, org: organization?.reference, codeKey });
+  return ref;
+}
+
+function rolesOf(ctx: ConversionContext, practitionerKey: string): KnownRole[] {
+  let roles = ctx.actorRoles.get(practitionerKey);
+  if (!roles) ctx.actorRoles.set(practitionerKey, (roles = []));
+  return roles;
 }
 
 function deviceRef(ctx: ConversionContext, assigned: XElement, device: XElement, owner: Ref | undefined): Ref {

@@ -17,6 +17,12 @@ import { attr, elements, type XElement } from './xml.js';
  */
 export type Ref = Reference<never>;
 
+export interface KnownRole {
+  fullUrl: string;
+  org: string | undefined;
+  codeKey: string;
+}
+
 export interface Emitted {
   fullUrl: string;
   resource: Resource;
@@ -36,6 +42,8 @@ export class ConversionContext {
 
   /** Normalised names of deduplicated actors by `type|key`, to detect one identifier naming two people. */
   readonly actorNames = new Map<string, string>();
+  /** PractitionerRoles made so far, by practitioner key, so that a mention adding nothing reuses one. */
+  readonly actorRoles = new Map<string, KnownRole[]>();
 
   private readonly byKey = new Map<string, Emitted>();
   private narrativeIds: Map<string, XElement> | undefined;

@@ -97,8 +97,8 @@ function assemble(ctx: ConversionContext, identifier: NonNullable<Bundle['identi
   };
 }
 
-/** resourceType and id first: the JSON reads like FHIR examples. */
+/** resourceType, id, meta, extension first: the JSON reads like FHIR examples. */
 function ordered(resource: Resource): Resource {
-  const { resourceType, id, ...rest } = resource;
-  return { resourceType, id, ...rest } as Resource;
+  const { resourceType, id, meta, extension, ...rest } = resource as Resource & { extension?: unknown };
+  return { resourceType, id, ...(meta ? { meta } : {}), ...(extension ? { extension } : {}), ...rest } as Resource;
 }

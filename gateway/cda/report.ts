@@ -38,6 +38,7 @@ type Severity = 'information' | 'warning' | 'error';
 
 export class Report {
   readonly issues: OperationOutcomeIssue[] = [];
+  private readonly seen = new Set<string>();
 
   warn(code: ReportCode, diagnostics: string, where?: XElement | string): void {
     this.push('warning', code, diagnostics, where);
@@ -55,6 +56,10 @@ export class Report {
       diagnostics,
     };
     if (where !== undefined) issue.expression = [typeof where === 'string' ? where : pathOf(where)];
+    // One value read twice (e.g. effectiveTime for Composition.date and Bundle.timestamp) is one remark.
+    const key = `${code}|${diagnostics}|${issue.expression?.[0] ?? ''}`;
+    if (this.seen.has(key)) return;
+    this.seen.add(key);
     this.issues.push(issue);
   }
 

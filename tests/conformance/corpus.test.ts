@@ -45,7 +45,7 @@ const FACTS: Record<string, Facts> = {
     ins: { type: 'INS-NIR', value: '222127505611201' }, ipp: '1234567890121',
     birthFamily: 'DECOURCY', birthGivenList: 'Ruth Isabelle', firstGiven: 'Ruth', birthDate: '2022-12-25', gender: 'female',
     birthplaceInsee: '75056', authorRpps: '801234567897', authorFamily: 'MULLER', custodianFiness: '2801234567',
-    custodianName: 'Centre de santé du Belvédère', typeCode: '85353-1', timestamp: '2023-01-06T11:36:23+01:00', sections: 1, binaries: 1,
+    custodianName: 'Centre de santé du Belvédère', typeCode: '29274-8', timestamp: '2023-01-06T11:36:23+01:00', sections: 1, binaries: 1,
   },
   'BIO-CR-BIO_2024.01_TSH_1.xml': {
     ins: { type: 'INS-NIR-TEST', value: '279035121518989' }, ipp: '1234567890121',
@@ -138,7 +138,8 @@ describe('ANS corpus', () => {
     const { bundle, report } = convertCda(corpusDocument('LDL-SES_2022.01.xml'));
     const practitioners = bundle.entry?.filter((e) => e.resource?.resourceType === 'Practitioner').map((e) => e.resource as Practitioner) ?? [];
     const withRpps = practitioners.filter((p) => p.identifier?.some((i) => i.value === '801234567897'));
-    expect(withRpps.map((p) => p.name?.[0]?.family).sort()).toEqual(['AUGUIN', 'DAVID']);
+    // The example gives one RPPS to its author, its legal authenticator and a recipient.
+    expect(withRpps.map((p) => p.name?.[0]?.family).sort()).toEqual(['AUGUIN', 'BOILEAU', 'DAVID']);
     expect(report.issue.some((i) => i.details?.coding?.[0]?.code === 'ACTOR_CONFLICT')).toBe(true);
     const orgs = bundle.entry?.filter((e) => e.resource?.resourceType === 'Organization' && (e.resource as Organization).name === 'Hôpital Européen Georges Pompidou');
     expect(orgs).toHaveLength(1);
