@@ -22,7 +22,11 @@ export function identifier(ctx: ConversionContext, el: XElement | undefined): Id
   const ext = attr(el, 'extension')?.trim();
   if (!root) return ext ? { value: ext } : undefined;
   const isUuid = UUID.test(root);
-  if (!isUuid && !OID.test(root)) ctx.report.warn('ID_INVALID', `Identifier root "${root}" is neither an OID nor a UUID.`, el);
+  if (!isUuid && !OID.test(root)) {
+    // A root that names no namespace (e.g. "xxxx" placeholders) gives no system; the value stays.
+    ctx.report.warn('ID_INVALID', `Identifier root "${root}" is neither an OID nor a UUID.`, el);
+    return ext ? { value: ext } : undefined;
+  }
   if (ext) {
     return { system: isUuid ? `urn:uuid:${root.toLowerCase()}` : `urn:oid:${root}`, value: ext };
   }
@@ -79,12 +83,11 @@ export function originalText(ctx: ConversionContext, el: XElement | undefined): 
 
 /** Text of the narrative element a `<reference value="#id"/>` child points to. */
 export function referencedText(ctx: ConversionContext, el: XElement | undefined): string | undefined {
-  const ref = attr(child(el, 'reference'), 'value');
-  if (ref?.startsWith('#')) {
-    const target = ctx.byNarrativeId(ref.slice(1));
-    if (target) return text(target);
-  }
-  return undefined;
+  // `#id` per CDA R2; published documents also write the bare id.
+  const ref = attr(child(el, 'reference'), 'value')?.trim();
+  if (!ref) return undefined;
+  const target = ctx.byNarrativeId(ref.startsWith('#') ? ref.slice(1) : ref);
+  return target ? text(target) : undefined;
 }
 
 const ADDRESS_USE: Readonly<Record<string, Address['use']>> = {

@@ -21,11 +21,13 @@ interface Payload {
 
 /** Reads an ED value as base64 data; undefined when it is not well-formed base64. */
 function readPayload(value: XElement): Payload | undefined {
+  if (attr(value, 'nullFlavor') !== undefined) return undefined;
   const contentType = attr(value, 'mediaType')?.trim() || 'application/octet-stream';
   const raw = value.children.filter((c): c is string => typeof c === 'string').join('');
   const representation = attr(value, 'representation') ?? 'TXT';
   if (representation !== 'B64') {
-    return { contentType, data: Buffer.from(raw, 'utf8').toString('base64') };
+    // FHIR ele-1: no empty values; an ED without content is no payload.
+    return raw.trim() ? { contentType, data: Buffer.from(raw, 'utf8').toString('base64') } : undefined;
   }
   const data = raw.replace(/[\s]+/g, '');
   if (!data || data.length % 4 !== 0 || !BASE64.test(data)) return undefined;

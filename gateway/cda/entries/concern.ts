@@ -1,0 +1,96 @@
+/**
+ * IHE PCC Concern Entry (1.3.6.1.4.1.19376.1.5.3.1.4.5.1; problem concern …4.5.2, allergy concern
+ * …4.5.3; CI-SIS FR-Liste-des-problemes / FR-Liste-des-allergies-et-hypersensibilites): an act that
+ * tracks a concern and wraps, through entryRelationship SUBJ, the problem or allergy observations.
+ *
+ * The clinical status of the FHIR resource is read, in this order, from:
+ *  1. the observation's Problem Status Observation (IHE PCC …4.1.1, LOINC 33999-4) — SNOMED CT
+ *     active / inactive / resolved / remission;
+ *  2. the end of the observation's effectiveTime (a problem that ended is resolved; this also keeps
+ *     con-4: an abatement requires an inactive, resolved or remission status);
+ *  3. the concern's statusCode (IHE PCC: active = still tracked; completed, aborted, suspended =
+ *     no longer tracked → inactive).
+ * Nothing else: when none of them says it, the status is stated absent, never guessed.
+ */
+import type { CodeableConcept } from '@medplum/fhirtypes';
+import { attr, child, children, type XElement } from '../xml.js';
+import { isNegated, statementOf, statusOf, templates } from './common.js';
+
+export type ClinicalStatus = 'active' | 'inactive' | 'resolved' | 'remission';
+
+const PROBLEM_STATUS_TEMPLATE = '1.3.6.1.4.1.19376.1.5.3.1.4.1.1';
+const SEVERITY_TEMPLATE = '1.3.6.1.4.1.19376.1.5.3.1.4.1';
+
+const SNOMED_STATUS: Readonly<Record<string, ClinicalStatus>> = {
+  '55561003': 'active',
+  '73425007': 'inactive',
+  '413322009': 'resolved',
+  '277022003': 'remission',
+};
+
+export function isConcernAct(el: XElement): boolean {
+  if (el.name !== 'act') return false;
+  const t = templates(el);
+  if (t.some((r) => r.startsWith('1.3.6.1.4.1.19376.1.5.3.1.4.5.'))) return true;
+  if (t.includes('2.16.840.1.113883.10.20.1.27')) return true;
+  // Without a known template: an act whose SUBJ relationships are observations is a concern.
+  const subj = children(el, 'entryRelationship').filter((r) => attr(r, 'typeCode') === 'SUBJ');
+  return subj.length > 0 && subj.every((r) => statementOf(r)?.name === 'observation');
+}
+
+export function isAllergyConcern(el: XElement): boolean {
+  return templates(el).includes('1.3.6.1.4.1.19376.1.5.3.1.4.5.3');
+}
+
+/** The SUBJ observations of a concern act (other relationships are returned apart). */
+export function concernParts(act: XElement): { observations: XElement[]; others: XElement[] } {
+  const observations: XElement[] = [];
+  const others: XElement[] = [];
+  for (const rel of children(act, 'entryRelationship')) {
+    const st = statementOf(rel);
+    if (!st) continue;
+    if (st.name === 'observation' && (attr(rel, 'typeCode') ?? 'SUBJ') === 'SUBJ') observations.push(st);
+    else others.push(st);
+  }
+  return { observations, others };
+}
+
+export function isProblemStatus(obs: XElement): boolean {
+  return templates(obs).includes(PROBLEM_STATUS_TEMPLATE) || attr(child(obs, 'code'), 'code') === '33999-4';
+}
+
+export function isSeverity(obs: XElement): boolean {
+  return templates(obs).includes(SEVERITY_TEMPLATE) || attr(child(obs, 'code'), 'code') === 'SEV';
+}
+
+/** Clinical status per the order above; undefined when the CDA does not say. */
+export function clinicalStatus(concern: XElement | undefined, obs: XElement): ClinicalStatus | undefined {
+  for (const rel of children(obs, 'entryRelationship')) {
+    const st = statementOf(rel);
+    if (st?.name === 'observation' && isProblemStatus(st)) {
+      const code = attr(child(st, 'value'), 'code')?.trim();
+      const s = code ? SNOMED_STATUS[code] : undefined;
+      if (s) return s;
+    }
+  }
+  const high = child(child(obs, 'effectiveTime'), 'high');
+  if (attr(high, 'value')) return 'resolved';
+  const status = concern ? statusOf(concern) : undefined;
+  if (status === 'active') return 'active';
+  if (status === 'completed' || status === 'aborted' || status === 'suspended') return 'inactive';
+  return undefined;
+}
+
+export type Verification = 'refuted' | 'unconfirmed' | 'entered-in-error';
+
+/** negationInd → refuted, uncertaintyCode UN → unconfirmed, nullified → entered-in-error. */
+export function verification(concern: XElement | undefined, obs: XElement): Verification | undefined {
+  if (statusOf(obs) === 'nullified' || (concern && statusOf(concern) === 'nullified')) return 'entered-in-error';
+  if (isNegated(obs)) return 'refuted';
+  if (attr(child(obs, 'uncertaintyCode'), 'code') === 'UN') return 'unconfirmed';
+  return undefined;
+}
+
+export function codeable(system: string, code: string): CodeableConcept {
+  return { coding: [{ system, code }] };
+}

@@ -1,0 +1,113 @@
+/**
+ * Problems → FHIR R4 Condition (sections 11450-4 "Problèmes actifs", 11348-0 "Antécédents
+ * médicaux"; CI-SIS FR-Liste-des-problemes concern act wrapping FR-Probleme observations, IHE PCC
+ * Problem Concern 1.3.6.1.4.1.19376.1.5.3.1.4.5.2 / Problem Entry …4.5).
+ *
+ * In FR-Probleme the observation `code` is the kind of problem (SNOMED CT problem, diagnosis,
+ * symptom…) and `value` the problem itself (CIM-10…): value → Condition.code, code → an extra
+ * category. Invariants kept: con-3 (clinicalStatus present for a problem-list item unless
+ * entered-in-error: stated absent with data-absent-reason when the CDA does not give it), con-4
+ * (an abatement needs inactive/resolved/remission), con-5 (no clinicalStatus when entered-in-error).
+ */
+import type { Condition } from '@medplum/fhirtypes';
+import type { ConversionContext, Ref } from '../context.js';
+import { concept } from '../datatypes.js';
+import { dateTime } from '../time.js';
+import { attr, child, children, pathOf, type XElement } from '../xml.js';
+import {
+  absent, author, commentText, describe, entryText, identifiers, mood, notMapped, pointInTime, statementOf,
+} from './common.js';
+import { clinicalStatus, codeable, concernParts, isConcernAct, isProblemStatus, isSeverity, verification } from './concern.js';
+
+const CLINICAL = 'http://terminology.hl7.org/CodeSystem/condition-clinical';
+const VERIFICATION = 'http://terminology.hl7.org/CodeSystem/condition-ver-status';
+const CATEGORY = 'http://terminology.hl7.org/CodeSystem/condition-category';
+const ACTORS = ['Practitioner', 'PractitionerRole', 'Patient', 'RelatedPerson'] as const;
+
+/** The SNOMED CT kinds of problem of JDV_TypeProbleme / IHE PCC problem codes: they type, they do not name. */
+const PROBLEM_KINDS = new Set(['55607006', '404684003', '282291009', '64572001', '418799008', '409586006', '248536006', '75326-9', '29308-4']);
+
+/** A problem entry: a concern act (one Condition per observation) or a bare problem observation. */
+export function mapProblemEntry(ctx: ConversionContext, st: XElement, sectionCode: string | undefined): Ref[] {
+  if (st.name === 'observation') return mapCondition(ctx, undefined, st, sectionCode);
+  if (st.name === 'act' && isConcernAct(st)) {
+    const { observations, others } = concernParts(st);
+    for (const o of others) notMapped(ctx, `${describe(o)} in a problem concern`, sectionCode, o);
+    if (!observations.length) notMapped(ctx, 'Problem concern without problem observation', sectionCode, st);
+    return observations.flatMap((o) => mapCondition(ctx, st, o, sectionCode));
+  }
+  notMapped(ctx, describe(st), sectionCode, st);
+  return [];
+}
+
+function mapCondition(ctx: ConversionContext, concern: XElement | undefined, obs: XElement, sectionCode: string | undefined): Ref[] {
+  if (mood(obs) !== 'EVN') {
+    notMapped(ctx, `Planned ${describe(obs)}`, sectionCode, obs);
+    return [];
+  }
+  const c: Condition = { resourceType: 'Condition', subject: ctx.patient ?? {} };
+  const ids = identifiers(ctx, obs);
+  if (ids.length) c.identifier = ids;
+
+  const verif = verification(concern, obs);
+  const status = clinicalStatus(concern, obs);
+  const effectiveTime = child(obs, 'effectiveTime');
+  let abatement = dateTime(ctx, child(effectiveTime, 'high'));
+  if (abatement && status === 'active') {
+    ctx.report.info('ENTRY_NOT_MAPPED', 'Problem has an end date but its status observation says active: end date left out (con-4).', effectiveTime ?? obs);
+    abatement = undefined;
+  }
+  if (verif !== 'entered-in-error') {
+    if (status) {
+      c.clinicalStatus = codeable(CLINICAL, status);
+    } else {
+      // con-3: a problem-list item states its clinical status; the CDA does not give it.
+      c.clinicalStatus = absent();
+      ctx.report.warn('ENTRY_INCOMPLETE', 'No problem status, end date or concern status: Condition.clinicalStatus stated absent.', obs);
+    }
+  }
+  if (verif) c.verificationStatus = codeable(VERIFICATION, verif);
+
+  c.category = [{ coding: [{ system: CATEGORY, code: 'problem-list-item', display: 'Problem List Item' }] }];
+  const codeEl = child(obs, 'code');
+  const kind = concept(ctx, codeEl);
+  const kindCode = attr(codeEl, 'code');
+  if (kind && kindCode && PROBLEM_KINDS.has(kindCode)) c.category.push(kind);
+
+  const narrative = entryText(ctx, obs);
+  const problem = concept(ctx, child(obs, 'value')) ?? (kindCode && !PROBLEM_KINDS.has(kindCode) ? kind : undefined);
+  if (problem) {
+    if (!problem.text && narrative) problem.text = narrative;
+    c.code = problem;
+  } else if (narrative) {
+    c.code = { text: narrative };
+  } else {
+    ctx.report.warn('ENTRY_INCOMPLETE', 'Problem observation names no problem (no value, no narrative).', obs);
+  }
+  const site = children(obs, 'targetSiteCode').map((s) => concept(ctx, s)).filter((s) => s !== undefined);
+  if (site.length) c.bodySite = site;
+  if (ctx.encounter) c.encounter = ctx.encounter;
+  const onset = pointInTime(ctx, effectiveTime);
+  if (onset) c.onsetDateTime = onset;
+  if (abatement) c.abatementDateTime = abatement;
+  const by = author(ctx, obs, ACTORS);
+  const byConcern = concern ? author(ctx, concern, ACTORS) : {};
+  const recordedDate = by.time ?? byConcern.time;
+  if (recordedDate) c.recordedDate = recordedDate;
+  const recorder = by.ref ?? byConcern.ref;
+  if (recorder) {
+    c.recorder = recorder;
+    c.asserter = recorder;
+  }
+
+  for (const rel of children(obs, 'entryRelationship')) {
+    const st = statementOf(rel);
+    if (!st) continue;
+    const note = commentText(ctx, st);
+    if (note) (c.note ??= []).push({ text: note });
+    else if (st.name === 'observation' && isProblemStatus(st)) continue; // read by clinicalStatus()
+    else if (st.name === 'observation' && isSeverity(st) && concept(ctx, child(st, 'value'))) c.severity = concept(ctx, child(st, 'value'));
+    else notMapped(ctx, `${describe(st)} related to a problem`, sectionCode, st);
+  }
+  return [ctx.add(c, pathOf(obs))];
+}

@@ -1,0 +1,227 @@
+/**
+ * Treatments → FHIR R4 MedicationStatement (sections 10160-0 "Traitements", 10183-2 "Traitements à
+ * la sortie", 18610-6 "Traitements administrés", 42346-7 "Traitements à l'admission"; CI-SIS
+ * FR-Traitement 1.2.250.1.213.1.1.3.42 = IHE PCC Medications 1.3.6.1.4.1.19376.1.5.3.1.4.7, with
+ * FR-Produit-de-sante in consumable/manufacturedProduct).
+ *
+ * MedicationStatement (not MedicationAdministration) for every treatment section: these entries
+ * state that a treatment was or is to be taken over a period, with a frequency — not one
+ * administration event. Both moods the CI-SIS allows are read: EVN (taken) and INT (to take).
+ *
+ * R4: status 1..1 (required binding), medication[x] 1..1 → medicationCodeableConcept from the
+ * product code, else its name; when neither is given, the concept carries data-absent-reason.
+ * Dosage: doseQuantity (IVL_PQ with equal bounds is one dose), rateQuantity, maxDoseQuantity
+ * (RTO → maxDosePerPeriod), routeCode, approachSiteCode, the first effectiveTime (IVL_TS →
+ * effective[x]), PIVL_TS → timing.repeat frequency/period, EIVL_TS → timing.repeat.when,
+ * precondition → asNeeded, split doses (entryRelationship COMP substanceAdministration) → one
+ * Dosage each with a sequence.
+ */
+import type { CodeableConcept, Dosage, DosageDoseAndRate, MedicationStatement, Quantity, Range, TimingRepeat } from '@medplum/fhirtypes';
+import type { ConversionContext, Ref } from '../context.js';
+import { concept, isNull } from '../datatypes.js';
+import { effective } from '../time.js';
+import { attr, child, children, pathOf, text, type XElement } from '../xml.js';
+import {
+  author, commentText, describe, entryText, identifiers, isNegated, mood, notMapped, requiredConcept, statementOf,
+  statusOf, templates, xsiType,
+} from './common.js';
+import { finiteQuantity, ratioOf } from './observations.js';
+
+const SOURCES = ['Patient', 'Practitioner', 'PractitionerRole', 'RelatedPerson', 'Organization'] as const;
+const PLANNED = new Set(['INT', 'RQO', 'PRMS', 'PRP', 'ARQ', 'APT']);
+
+/** CDA ActStatus → MedicationStatement.status. */
+const STATUS: Readonly<Record<string, MedicationStatement['status']>> = {
+  active: 'active',
+  completed: 'completed',
+  aborted: 'stopped',
+  cancelled: 'not-taken',
+  suspended: 'on-hold',
+  held: 'on-hold',
+  nullified: 'entered-in-error',
+  new: 'intended',
+};
+
+const TIMING_UNITS = new Set(['s', 'min', 'h', 'd', 'wk', 'mo', 'a']);
+const WHEN = new Set([
+  'MORN', 'MORN.early', 'MORN.late', 'NOON', 'AFT', 'AFT.early', 'AFT.late', 'EVE', 'EVE.early', 'EVE.late', 'NIGHT',
+  'PHS', 'HS', 'WAKE', 'C', 'CM', 'CD', 'CV', 'AC', 'ACM', 'ACD', 'ACV', 'PC', 'PCM', 'PCD', 'PCV',
+]);
+
+/** The product of a substanceAdministration: manufacturedMaterial (or the older manufacturedLabeledDrug). */
+export function productOf(sa: XElement): XElement | undefined {
+  const mp = child(child(sa, 'consumable'), 'manufacturedProduct');
+  return child(mp, 'manufacturedMaterial') ?? child(mp, 'manufacturedLabeledDrug');
+}
+
+/**
+ * The product as a CodeableConcept (code with translations and originalText, else the name), or
+ * the data-absent-reason extension when the CDA names nothing (reported).
+ */
+export function productConcept(ctx: ConversionContext, sa: XElement, what: string): CodeableConcept {
+  const material = productOf(sa);
+  const nameEl = child(material, 'name');
+  const name = isNull(nameEl) ? undefined : text(nameEl);
+  const codeEl = child(material, 'code');
+  const cc = concept(ctx, codeEl);
+  if (cc && !cc.text && name) cc.text = name;
+  if (cc) return cc;
+  // Neither code nor name: nullFlavor of the code, or of the name, tells why.
+  return requiredConcept(ctx, codeEl ?? (isNull(nameEl) ? nameEl : undefined), name, what, material ?? sa);
+}
+
+function quantityOrRange(el: XElement | undefined): { quantity?: Quantity; range?: Range } {
+  if (!el || isNull(el)) return {};
+  const q = finiteQuantity(el);
+  if (q) return { quantity: q };
+  const low = finiteQuantity(child(el, 'low'));
+  const high = finiteQuantity(child(el, 'high'));
+  if (low && high && low.value === high.value && low.unit === high.unit) return { quantity: low };
+  const r: Range = {};
+  if (low) r.low = low;
+  if (high) r.high = high;
+  return r.low || r.high ? { range: r } : {};
+}
+
+/** The effectiveTime that states the treatment's duration (IVL_TS or TS: the first one, per CI-SIS). */
+function durationTime(sa: XElement): XElement | undefined {
+  const first = children(sa, 'effectiveTime')[0];
+  const type = xsiType(first);
+  return first && (!type || type === 'IVL_TS' || type === 'TS') && !child(first, 'period') && !child(first, 'event') ? first : undefined;
+}
+
+/** PIVL_TS / EIVL_TS effectiveTimes → Timing.repeat; what cannot be read is reported. */
+function repeatOf(ctx: ConversionContext, sa: XElement, sectionCode: string | undefined): TimingRepeat | undefined {
+  const repeat: TimingRepeat = {};
+  const duration = durationTime(sa);
+  for (const et of children(sa, 'effectiveTime')) {
+    if (et === duration || isNull(et)) continue;
+    const type = xsiType(et) ?? (child(et, 'period') ? 'PIVL_TS' : child(et, 'event') ? 'EIVL_TS' : undefined);
+    if (!type) continue; // an empty <effectiveTime operator="A"/> says nothing
+    if (type === 'PIVL_TS') {
+      const p = child(et, 'period');
+      const value = Number(attr(p, 'value'));
+      const unit = attr(p, 'unit')?.trim() ?? '';
+      const freq = child(et, 'frequency');
+      if (freq) {
+        // PIVL_TS frequency form (Data Types R2): numerator times per denominator period.
+        const n = Number(attr(child(freq, 'numerator'), 'value'));
+        const d = Number(attr(child(freq, 'denominator'), 'value'));
+        const du = attr(child(freq, 'denominator'), 'unit')?.trim() ?? '';
+        if (Number.isInteger(n) && n > 0 && n < 2 ** 31 && Number.isFinite(d) && d > 0 && TIMING_UNITS.has(du)) {
+          repeat.frequency = n;
+          repeat.period = d;
+          repeat.periodUnit = du as TimingRepeat['periodUnit'];
+          continue;
+        }
+      } else if (Number.isFinite(value) && value > 0 && TIMING_UNITS.has(unit)) {
+        repeat.frequency = 1;
+        repeat.period = value;
+        repeat.periodUnit = unit as TimingRepeat['periodUnit'];
+        continue;
+      }
+      notMapped(ctx, 'Administration frequency (PIVL_TS) with a period or unit FHIR Timing cannot hold', sectionCode, et);
+    } else if (type === 'EIVL_TS') {
+      const code = attr(child(et, 'event'), 'code')?.trim();
+      if (code && WHEN.has(code)) {
+        (repeat.when ??= []).push(code as NonNullable<TimingRepeat['when']>[number]);
+        continue;
+      }
+      notMapped(ctx, `Administration event (EIVL_TS ${code ?? 'without code'})`, sectionCode, et);
+    } else {
+      notMapped(ctx, `Administration timing of type ${type}`, sectionCode, et);
+    }
+  }
+  return Object.keys(repeat).length ? repeat : undefined;
+}
+
+/** One Dosage from a substanceAdministration (the statement itself or a split-dose part). */
+function dosageOf(ctx: ConversionContext, sa: XElement, sectionCode: string | undefined): Dosage | undefined {
+  const d: Dosage = {};
+  const t = entryText(ctx, sa);
+  if (t) d.text = t;
+  const repeat = repeatOf(ctx, sa, sectionCode);
+  if (repeat) d.timing = { repeat };
+  const precondition = child(child(sa, 'precondition'), 'criterion');
+  if (precondition) {
+    const reason = concept(ctx, child(precondition, 'value')) ?? (entryText(ctx, precondition) ? { text: entryText(ctx, precondition) } : undefined);
+    if (reason) d.asNeededCodeableConcept = reason;
+    else d.asNeededBoolean = true;
+  }
+  const site = concept(ctx, child(sa, 'approachSiteCode'));
+  if (site) d.site = site;
+  const route = concept(ctx, child(sa, 'routeCode'));
+  if (route) d.route = route;
+  const dose = quantityOrRange(child(sa, 'doseQuantity'));
+  const rate = quantityOrRange(child(sa, 'rateQuantity'));
+  const dr: DosageDoseAndRate = {};
+  if (dose.quantity) dr.doseQuantity = dose.quantity;
+  else if (dose.range) dr.doseRange = dose.range;
+  if (rate.quantity) dr.rateQuantity = rate.quantity;
+  else if (rate.range) dr.rateRange = rate.range;
+  if (Object.keys(dr).length) d.doseAndRate = [dr];
+  const max = ratioOf(child(sa, 'maxDoseQuantity'));
+  if (max) d.maxDosePerPeriod = max;
+  return Object.keys(d).length ? d : undefined;
+}
+
+function statementStatus(ctx: ConversionContext, sa: XElement): MedicationStatement['status'] {
+  if (isNegated(sa)) return 'not-taken';
+  const code = statusOf(sa);
+  const s = code ? STATUS[code] : undefined;
+  if (s) return s;
+  if (PLANNED.has(mood(sa))) return 'intended';
+  ctx.report.warn('ENTRY_INCOMPLETE', code ? `statusCode "${code}" is not an ActStatus; MedicationStatement.status unknown.` : 'No statusCode; MedicationStatement.status unknown.', sa);
+  return 'unknown';
+}
+
+const INSTRUCTIONS = '1.3.6.1.4.1.19376.1.5.3.1.4.3';
+
+export function mapMedicationStatement(ctx: ConversionContext, sa: XElement, sectionCode: string | undefined): Ref[] {
+  const ms: MedicationStatement = {
+    resourceType: 'MedicationStatement',
+    status: statementStatus(ctx, sa),
+    medicationCodeableConcept: productConcept(ctx, sa, 'Medication (manufacturedMaterial code and name)'),
+    subject: ctx.patient ?? {},
+  };
+  const ids = identifiers(ctx, sa);
+  if (ids.length) ms.identifier = ids;
+  if (ctx.encounter) ms.context = ctx.encounter;
+  const eff = effective(ctx, durationTime(sa));
+  if (eff.dateTime) ms.effectiveDateTime = eff.dateTime;
+  else if (eff.period) ms.effectivePeriod = eff.period;
+  const by = author(ctx, sa, SOURCES);
+  if (by.time) ms.dateAsserted = by.time;
+  if (by.ref) ms.informationSource = by.ref;
+  const dosages: Dosage[] = [];
+  const main = dosageOf(ctx, sa, sectionCode);
+  if (main) dosages.push(main);
+
+  for (const rel of children(sa, 'entryRelationship')) {
+    const st = statementOf(rel);
+    if (!st) continue;
+    const typeCode = attr(rel, 'typeCode');
+    const note = commentText(ctx, st);
+    if (note) {
+      (ms.note ??= []).push({ text: note });
+    } else if (st.name === 'substanceAdministration' && typeCode === 'COMP') {
+      // IHE PCC split / tapered dose (…4.7.1 sub-entries): one Dosage per part, in order.
+      const part = dosageOf(ctx, st, sectionCode);
+      if (part) dosages.push(part);
+    } else if (st.name === 'act' && (templates(st).includes(INSTRUCTIONS) || attr(child(st, 'code'), 'code') === 'PINSTRUCT')) {
+      const t = entryText(ctx, st);
+      if (t && dosages[0]) dosages[0].patientInstruction = t;
+      else if (t) dosages.push({ patientInstruction: t });
+      else notMapped(ctx, 'Empty patient instructions', sectionCode, st);
+    } else if (typeCode === 'RSON' && (st.name === 'observation' || st.name === 'act')) {
+      const reason = concept(ctx, child(st, 'value')) ?? concept(ctx, child(st, 'code')) ?? (entryText(ctx, st) ? { text: entryText(ctx, st) } : undefined);
+      if (reason) (ms.reasonCode ??= []).push(reason);
+      else notMapped(ctx, 'Treatment reason without code or text', sectionCode, st);
+    } else {
+      notMapped(ctx, `${describe(st)} related to a treatment (entryRelationship ${typeCode ?? ''})`, sectionCode, st);
+    }
+  }
+  if (dosages.length > 1) dosages.forEach((d, i) => { d.sequence = i + 1; });
+  if (dosages.length) ms.dosage = dosages;
+  return [ctx.add(ms, pathOf(sa))];
+}

@@ -1,0 +1,380 @@
+/**
+ * CDA observations and organizers → FHIR R4 Observation.
+ *
+ * Sources: IHE PCC Simple Observation (1.3.6.1.4.1.19376.1.5.3.1.4.13) and CI-SIS
+ * FR-Simple-Observation (1.2.250.1.213.1.1.3.48), FR-Signes-vitaux (organizer 1.2.250.1.213.1.1.3.49)
+ * with FR-Signe-vital-observe components, the CR-BIO laboratory entries (act
+ * 1.3.6.1.4.1.19376.1.3.1 wrapping result observations and battery organizers).
+ *
+ * FHIR R4 Observation: status and code are 1..1; obs-6 dataAbsentReason only without a value;
+ * obs-3 a referenceRange has low, high or text; obs-7 no component code equal to the code. An
+ * organizer becomes a panel Observation whose `hasMember` lists one Observation per component
+ * (observation.html §2.1.0.3.3 "Grouping").
+ */
+import type { CodeableConcept, Observation, ObservationReferenceRange, Quantity, Range, Ratio } from '@medplum/fhirtypes';
+import type { ConversionContext, Ref } from '../context.js';
+import { concept, isNull, quantity } from '../datatypes.js';
+import { dateTime, effective, period } from '../time.js';
+import { attr, child, children, text, pathOf, type XElement } from '../xml.js';
+import {
+  absentConcept, author, DAR_SYSTEM, commentText, describe, entryText, identifiers, isNegated, mood, notMapped, performers,
+  requiredConcept, statementOf, statusOf, xsiType,
+} from './common.js';
+
+const OBSERVATION_CATEGORY = 'http://terminology.hl7.org/CodeSystem/observation-category';
+const PERFORMER_TYPES = ['Practitioner', 'PractitionerRole', 'Organization', 'CareTeam', 'Patient', 'RelatedPerson'] as const;
+
+export function observationCategory(code: 'vital-signs' | 'laboratory' | 'exam' | 'survey'): CodeableConcept {
+  const display = { 'vital-signs': 'Vital Signs', laboratory: 'Laboratory', exam: 'Exam', survey: 'Survey' }[code];
+  return { coding: [{ system: OBSERVATION_CATEGORY, code, display }] };
+}
+
+export interface ObservationOptions {
+  sectionCode: string | undefined;
+  category?: CodeableConcept;
+  /** effectiveTime of the enclosing organizer, for components that state none. */
+  inheritedEffective?: XElement;
+}
+
+/** CDA ActStatus → Observation.status (C-CDA on FHIR: active = results not final yet). */
+const STATUS: Readonly<Record<string, Observation['status']>> = {
+  completed: 'final',
+  active: 'preliminary',
+  new: 'registered',
+  held: 'registered',
+  suspended: 'registered',
+  aborted: 'cancelled',
+  cancelled: 'cancelled',
+  nullified: 'entered-in-error',
+  obsolete: 'amended',
+};
+
+/**
+ * Observation.status: from statusCode; when absent, `unknown`, the code R4 defines for "the
+ * source does not say which status applies" (it is not an invented status), reported.
+ */
+export function observationStatus(ctx: ConversionContext, el: XElement): Observation['status'] {
+  const code = statusOf(el);
+  const status = code ? STATUS[code] : undefined;
+  if (status) return status;
+  ctx.report.warn('ENTRY_INCOMPLETE', code ? `statusCode "${code}" is not an ActStatus; Observation.status unknown.` : 'No statusCode; Observation.status unknown.', el);
+  return 'unknown';
+}
+
+/** A finite decimal only (a PQ of 1e400 is a number to JavaScript but no FHIR decimal). */
+export function finiteQuantity(el: XElement | undefined): Quantity | undefined {
+  const q = quantity(el);
+  return q && Number.isFinite(q.value) ? q : undefined;
+}
+
+function numberOf(el: XElement | undefined): number | undefined {
+  const raw = attr(el, 'value')?.trim();
+  if (!raw || !/^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$/.test(raw)) return undefined;
+  const n = Number(raw);
+  return Number.isFinite(n) ? n : undefined;
+}
+
+function rangeOf(el: XElement): Range | undefined {
+  const r: Range = {};
+  const low = numericQuantity(child(el, 'low'));
+  const high = numericQuantity(child(el, 'high'));
+  if (low) r.low = low;
+  if (high) r.high = high;
+  return r.low || r.high ? r : undefined;
+}
+
+/** PQ, or a bare number (INT, REAL) as a unit-less quantity. */
+function numericQuantity(el: XElement | undefined): Quantity | undefined {
+  const q = finiteQuantity(el);
+  if (q) return q;
+  const n = numberOf(el);
+  return n === undefined || isNull(el) ? undefined : { value: n };
+}
+
+export function ratioOf(el: XElement | undefined): Ratio | undefined {
+  if (!el) return undefined;
+  const r: Ratio = {};
+  const numerator = numericQuantity(child(el, 'numerator'));
+  const denominator = numericQuantity(child(el, 'denominator'));
+  if (numerator) r.numerator = numerator;
+  if (denominator) r.denominator = denominator;
+  return r.numerator || r.denominator ? r : undefined;
+}
+
+type ValueFields = Pick<Observation, 'valueQuantity' | 'valueCodeableConcept' | 'valueString' | 'valueBoolean' | 'valueInteger' | 'valueRange' | 'valueRatio' | 'valueDateTime' | 'valuePeriod' | 'dataAbsentReason'>;
+
+/** The type of a value without xsi:type, guessed from its shape. */
+function guessType(v: XElement): string {
+  if (attr(v, 'code') || attr(v, 'codeSystem') || child(v, 'originalText')) return 'CD';
+  if (child(v, 'numerator')) return 'RTO';
+  if (child(v, 'low') || child(v, 'high')) return 'IVL_PQ';
+  if (attr(v, 'value') !== undefined) return attr(v, 'unit') ? 'PQ' : 'REAL';
+  return 'ST';
+}
+
+/**
+ * CDA ANY value by xsi:type → Observation.value[x] (C-CDA on FHIR data type map): PQ → Quantity,
+ * CD/CE/CV/CO/CS → CodeableConcept, ST/SC/ED (text) → string, BL → boolean, INT → integer,
+ * REAL → unit-less Quantity, IVL_PQ → Range, TS → dateTime, IVL_TS → Period, RTO → Ratio.
+ * A nullFlavor becomes dataAbsentReason (obs-6); an unreadable value too, with code `error`.
+ */
+export function observationValue(ctx: ConversionContext, v: XElement, sectionCode: string | undefined): ValueFields {
+  const nf = attr(v, 'nullFlavor');
+  const type = xsiType(v) ?? guessType(v);
+  const out: ValueFields = {};
+  switch (type) {
+    case 'PQ': {
+      const q = finiteQuantity(v);
+      if (q) out.valueQuantity = q;
+      break;
+    }
+    case 'REAL': {
+      const n = nf ? undefined : numberOf(v);
+      if (n !== undefined) out.valueQuantity = { value: n };
+      break;
+    }
+    case 'INT': {
+      const raw = attr(v, 'value')?.trim();
+      if (!nf && raw && /^[+-]?\d{1,10}$/.test(raw) && Math.abs(Number(raw)) <= 2147483647) out.valueInteger = Number(raw);
+      break;
+    }
+    case 'BL': {
+      const raw = attr(v, 'value')?.trim();
+      if (!nf && (raw === 'true' || raw === 'false')) out.valueBoolean = raw === 'true';
+      break;
+    }
+    case 'CD': case 'CE': case 'CV': case 'CO': case 'CS': {
+      // A coded value with a nullFlavor may still carry the text it could not code (nullFlavor OTH).
+      const cc = concept(ctx, v);
+      if (cc) out.valueCodeableConcept = cc;
+      break;
+    }
+    case 'ST': case 'SC': {
+      const t = nf ? undefined : text(v);
+      if (t) out.valueString = t;
+      break;
+    }
+    case 'ED': {
+      if (attr(v, 'representation') === 'B64' || attr(v, 'mediaType')) {
+        ctx.report.info('ENTRY_NOT_MAPPED', `Encapsulated data (ED ${attr(v, 'mediaType') ?? ''}) as observation value in section ${sectionCode ?? '(no LOINC code)'}: R4 Observation has no attachment value.`, v);
+        return out;
+      }
+      const t = nf ? undefined : text(v);
+      if (t) out.valueString = t;
+      break;
+    }
+    case 'TS': {
+      const d = dateTime(ctx, v);
+      if (d) out.valueDateTime = d;
+      break;
+    }
+    case 'IVL_TS': {
+      const p = period(ctx, v);
+      if (p) out.valuePeriod = p;
+      break;
+    }
+    case 'IVL_PQ': case 'IVL_INT': case 'IVL_REAL': {
+      const r = rangeOf(v);
+      if (r) out.valueRange = r;
+      break;
+    }
+    case 'RTO': case 'RTO_PQ_PQ': case 'RTO_INT_INT': case 'RTO_MO_PQ': case 'RTO_QTY_QTY': {
+      const r = ratioOf(v);
+      if (r) out.valueRatio = r;
+      break;
+    }
+    default:
+      ctx.report.info('ENTRY_NOT_MAPPED', `Observation value of type ${type} in section ${sectionCode ?? '(no LOINC code)'}.`, v);
+      return out;
+  }
+  if (Object.keys(out).length === 0) {
+    if (nf) {
+      out.dataAbsentReason = absentConcept(nf);
+    } else {
+      out.dataAbsentReason = { coding: [{ system: DAR_SYSTEM, code: 'error' }] };
+      ctx.report.warn('ENTRY_INCOMPLETE', `Observation value (${type}) could not be read; dataAbsentReason error.`, v);
+    }
+  }
+  return out;
+}
+
+function referenceRanges(ctx: ConversionContext, obs: XElement): ObservationReferenceRange[] {
+  const out: ObservationReferenceRange[] = [];
+  for (const rr of children(obs, 'referenceRange')) {
+    const range = child(rr, 'observationRange');
+    if (!range) continue;
+    const r: ObservationReferenceRange = {};
+    const v = child(range, 'value');
+    const ivl = v ? rangeOf(v) : undefined;
+    if (ivl?.low) r.low = ivl.low;
+    if (ivl?.high) r.high = ivl.high;
+    const t = entryText(ctx, range) ?? (v && (xsiType(v) === 'ST') ? text(v) : undefined);
+    if (t) r.text = t;
+    // The range's interpretation N marks the normal range (referencerange-meaning "normal").
+    if (attr(child(range, 'interpretationCode'), 'code') === 'N') {
+      r.type = { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/referencerange-meaning', code: 'normal', display: 'Normal Range' }] };
+    }
+    if (r.low || r.high || r.text) out.push(r); // obs-3
+  }
+  return out;
+}
+
+/**
+ * One CDA observation (mood EVN) → Observation, plus the Observations of the observations it
+ * nests (entryRelationship), linked by hasMember (derivedFrom for SPRT). Returns all references,
+ * the observation's own first.
+ */
+export function mapObservation(ctx: ConversionContext, obs: XElement, opts: ObservationOptions): Ref[] {
+  if (mood(obs) !== 'EVN') {
+    notMapped(ctx, `Planned ${describe(obs)}`, opts.sectionCode, obs);
+    return [];
+  }
+  if (isNegated(obs)) {
+    // negationInd states that the observation was NOT made / the finding is absent: R4 Observation
+    // has no negation, and flipping the value would be a guess.
+    notMapped(ctx, `Negated ${describe(obs)} (negationInd="true")`, opts.sectionCode, obs);
+    return [];
+  }
+  const narrative = entryText(ctx, obs);
+  const o: Observation = {
+    resourceType: 'Observation',
+    status: observationStatus(ctx, obs),
+    code: requiredConcept(ctx, child(obs, 'code'), narrative, 'Observation code', obs),
+  };
+  const ids = identifiers(ctx, obs);
+  if (ids.length) o.identifier = ids;
+  if (opts.category) o.category = [opts.category];
+  if (ctx.patient) o.subject = ctx.patient;
+  if (ctx.encounter) o.encounter = ctx.encounter;
+  const eff = effective(ctx, child(obs, 'effectiveTime'));
+  const time = eff.dateTime || eff.period ? eff : effective(ctx, opts.inheritedEffective);
+  if (time.dateTime) o.effectiveDateTime = time.dateTime;
+  else if (time.period) o.effectivePeriod = time.period;
+  const by = author(ctx, obs, PERFORMER_TYPES);
+  const who = [...performers(ctx, obs, PERFORMER_TYPES), ...(by.ref ? [by.ref] : [])];
+  const unique = who.filter((r, i) => who.findIndex((x) => x.reference === r.reference) === i);
+  if (unique.length) o.performer = unique;
+  const issued = by.time ? toInstant(by.time) : undefined;
+  if (issued) o.issued = issued;
+
+  const values = children(obs, 'value');
+  if (values.length > 1) {
+    ctx.report.info('ENTRY_NOT_MAPPED', `Observation with ${values.length} values in section ${opts.sectionCode ?? '(no LOINC code)'}: only the first is mapped.`, obs);
+  }
+  if (values[0]) Object.assign(o, observationValue(ctx, values[0], opts.sectionCode));
+
+  const interpretation = children(obs, 'interpretationCode').map((c) => concept(ctx, c)).filter((c) => c !== undefined);
+  if (interpretation.length) o.interpretation = interpretation;
+  const method = children(obs, 'methodCode').map((c) => concept(ctx, c)).find((c) => c !== undefined);
+  if (method) o.method = method;
+  const site = children(obs, 'targetSiteCode').map((c) => concept(ctx, c)).find((c) => c !== undefined);
+  if (site) o.bodySite = site;
+  const ranges = referenceRanges(ctx, obs);
+  if (ranges.length) o.referenceRange = ranges;
+
+  const ref = ctx.add(o, pathOf(obs));
+  const nested = mapRelationships(ctx, obs, o, opts);
+  return [ref, ...nested];
+}
+
+/** FHIR instant needs seconds and a zone: only a full dateTime qualifies. */
+function toInstant(dt: string): string | undefined {
+  return /T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$/.test(dt) ? dt : undefined;
+}
+
+function mapRelationships(ctx: ConversionContext, obs: XElement, o: Observation, opts: ObservationOptions): Ref[] {
+  const out: Ref[] = [];
+  for (const rel of children(obs, 'entryRelationship')) {
+    const st = statementOf(rel);
+    if (!st) continue;
+    const note = commentText(ctx, st);
+    if (note) {
+      (o.note ??= []).push({ text: note });
+      continue;
+    }
+    let refs: Ref[] = [];
+    if (st.name === 'observation') refs = mapObservation(ctx, st, { sectionCode: opts.sectionCode, ...(opts.category ? { category: opts.category } : {}) });
+    else if (st.name === 'organizer') refs = mapOrganizer(ctx, st, { sectionCode: opts.sectionCode, ...(opts.category ? { category: opts.category } : {}) });
+    else {
+      notMapped(ctx, `${describe(st)} related to an observation (entryRelationship ${attr(rel, 'typeCode') ?? ''})`, opts.sectionCode, st);
+      continue;
+    }
+    const first = refs[0];
+    if (!first) continue;
+    if (attr(rel, 'typeCode') === 'SPRT') (o.derivedFrom ??= []).push(first);
+    else (o.hasMember ??= []).push(first);
+    out.push(...refs);
+  }
+  return out;
+}
+
+/**
+ * An organizer (battery, vital-signs cluster) → a panel Observation with one member per
+ * component observation (nested organizers become nested panels). Returns the panel first.
+ */
+export function mapOrganizer(ctx: ConversionContext, org: XElement, opts: ObservationOptions): Ref[] {
+  if (mood(org) !== 'EVN') {
+    notMapped(ctx, `Planned ${describe(org)}`, opts.sectionCode, org);
+    return [];
+  }
+  const panel: Observation = {
+    resourceType: 'Observation',
+    status: observationStatus(ctx, org),
+    code: requiredConcept(ctx, child(org, 'code'), entryText(ctx, org), 'Organizer code', org),
+  };
+  const ids = identifiers(ctx, org);
+  if (ids.length) panel.identifier = ids;
+  if (opts.category) panel.category = [opts.category];
+  if (ctx.patient) panel.subject = ctx.patient;
+  if (ctx.encounter) panel.encounter = ctx.encounter;
+  const eff = effective(ctx, child(org, 'effectiveTime'));
+  if (eff.dateTime) panel.effectiveDateTime = eff.dateTime;
+  else if (eff.period) panel.effectivePeriod = eff.period;
+  const who = [...performers(ctx, org, PERFORMER_TYPES)];
+  const by = author(ctx, org, PERFORMER_TYPES);
+  if (by.ref && !who.some((r) => r.reference === by.ref?.reference)) who.push(by.ref);
+  if (who.length) panel.performer = who;
+  // The panel is emitted before its members so that it comes first in the Bundle.
+  const ref = ctx.add(panel, pathOf(org));
+  const out: Ref[] = [ref];
+  const memberOpts: ObservationOptions = { ...opts, inheritedEffective: child(org, 'effectiveTime') ?? opts.inheritedEffective };
+  for (const comp of children(org, 'component')) {
+    const st = statementOf(comp);
+    if (!st) continue;
+    let refs: Ref[] = [];
+    if (st.name === 'observation') refs = mapObservation(ctx, st, memberOpts);
+    else if (st.name === 'organizer') refs = mapOrganizer(ctx, st, memberOpts);
+    else if (st.name === 'observationMedia') continue; // already a Binary (media module)
+    else notMapped(ctx, `${describe(st)} as organizer component`, opts.sectionCode, st);
+    const first = refs[0];
+    if (first) (panel.hasMember ??= []).push(first);
+    out.push(...refs);
+  }
+  return out;
+}
+
+/**
+ * A results act (CR-BIO "FR-Resultats-examens-de-biologie-medicale", IHE XD-LAB Laboratory Report
+ * Data Processing Entry): a container; its result observations and batteries are mapped, the act
+ * itself carries nothing R4 Observation could hold (DiagnosticReport is not emitted).
+ */
+export function mapResultsAct(ctx: ConversionContext, act: XElement, opts: ObservationOptions): Ref[] {
+  const out: Ref[] = [];
+  for (const rel of children(act, 'entryRelationship')) {
+    const st = statementOf(rel);
+    if (!st) continue;
+    if (st.name === 'observation') out.push(...mapObservation(ctx, st, opts));
+    else if (st.name === 'organizer') out.push(...mapOrganizer(ctx, st, opts));
+    else if (commentText(ctx, st)) notMapped(ctx, 'Comment on a results act', opts.sectionCode, st);
+    else notMapped(ctx, `${describe(st)} inside a results act`, opts.sectionCode, st);
+  }
+  if (!out.length) notMapped(ctx, `${describe(act)} without result observations`, opts.sectionCode, act);
+  return out;
+}
+
+/** True when an act holds only observations/organizers (a results container, not a concern). */
+export function isResultsAct(act: XElement): boolean {
+  const rels = children(act, 'entryRelationship').map(statementOf).filter((s) => s !== undefined);
+  return rels.length > 0 && rels.some((s) => s.name === 'observation' || s.name === 'organizer') &&
+    rels.every((s) => s.name === 'observation' || s.name === 'organizer' || s.name === 'act');
+}

@@ -1,0 +1,1101 @@
+/**
+ * Entry mapping (gateway/cda/entries): synthetic CI-SIS-style snippets for each mapping, the ANS
+ * corpus documents section by section, and randomly damaged documents (hostile input).
+ */
+import { readFileSync, existsSync } from 'node:fs';
+import { join } from 'node:path';
+import type {
+  AllergyIntolerance, CarePlan, Condition, Device, DeviceUseStatement, DocumentReference, Immunization,
+  MedicationStatement, Observation, Procedure, Reference, Resource,
+} from '@medplum/fhirtypes';
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { ConversionContext } from '../../gateway/cda/context.js';
+import { coding } from '../../gateway/cda/datatypes.js';
+import { mapSectionEntries } from '../../gateway/cda/entries/index.js';
+import { mapObservationMedia } from '../../gateway/cda/media.js';
+import { child, findFirst, HL7_NS, parseXml, type XElement, type XNode } from '../../gateway/cda/xml.js';
+import { validateResource } from '../../gateway/fhir/validate.js';
+
+const PATIENT = 'urn:uuid:0b0c3f2e-6a1d-4d8e-9a55-3e1f7c2b9d01';
+const DAR = 'http://hl7.org/fhir/StructureDefinition/data-absent-reason';
+const CORPUS_DIR = process.env.PASSERELLE_CORPUS ?? '/work/shared/corpus/cda';
+
+// ---------------------------------------------------------------- helpers
+
+interface Mapped {
+  ctx: ConversionContext;
+  refs: Reference[];
+  resources: Resource[];
+  codes: string[];
+  diagnostics: string[];
+}
+
+function wrap(section: string): string {
+  return `<?xml version="1.0" encoding="UTF-8"?>
+<ClinicalDocument xmlns="urn:hl7-org:v3" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">
+  <component><structuredBody><component>${section}</component></structuredBody></component>
+</ClinicalDocument>`;
+}
+
+/** A section with that LOINC code, narrative and entries, mapped in a fresh context. */
+function mapSection(code: string | undefined, entries: string, narrative = '<paragraph>texte</paragraph>'): Mapped {
+  const codeXml = code ? `<code code="${code}" codeSystem="2.16.840.1.113883.6.1" codeSystemName="LOINC"/>` : '';
+  const root = parseXml(Buffer.from(wrap(`<section><id root="1.2.250.1.999.7" extension="s1"/>${codeXml}<title>Titre</title><text>${narrative}</text>${entries}</section>`)));
+  const section = findFirst(root, 'section', HL7_NS) as XElement;
+  const ctx = new ConversionContext('doc', 'salt', root);
+  ctx.patient = { reference: PATIENT };
+  const refs = mapSectionEntries(ctx, section, code);
+  return result(ctx, refs);
+}
+
+function result(ctx: ConversionContext, refs: Reference[]): Mapped {
+  return {
+    ctx,
+    refs,
+    resources: ctx.emitted.map((e) => e.resource),
+    codes: ctx.report.issues.map((i) => i.details?.coding?.[0]?.code ?? ''),
+    diagnostics: ctx.report.issues.map((i) => i.diagnostics ?? ''),
+  };
+}
+
+function of<T extends Resource>(m: Mapped, type: T['resourceType']): T[] {
+  return m.resources.filter((r) => r.resourceType === type) as T[];
+}
+
+function one<T extends Resource>(m: Mapped, type: T['resourceType']): T {
+  const found = of<T>(m, type);
+  expect(found, `one ${type}`).toHaveLength(1);
+  return found[0] as T;
+}
+
+function urlOf(m: Mapped, r: Resource): string {
+  return m.ctx.emitted.find((e) => e.resource === r)?.fullUrl ?? '';
+}
+
+/** JSON hygiene FHIR requires (ele-1: no empty element; decimals are finite; no undefined left in). */
+function hygiene(value: unknown, path: string, out: string[]): void {
+  if (value === undefined) out.push(`${path}: undefined`);
+  else if (typeof value === 'number' && !Number.isFinite(value)) out.push(`${path}: ${value}`);
+  else if (typeof value === 'string' && value.trim() === '') out.push(`${path}: empty string`);
+  else if (Array.isArray(value)) {
+    if (!value.length) out.push(`${path}: empty array`);
+    value.forEach((v, i) => hygiene(v, `${path}/${i}`, out));
+  } else if (value && typeof value === 'object') {
+    const entries = Object.entries(value);
+    if (!entries.length) out.push(`${path}: empty object`);
+    for (const [k, v] of entries) hygiene(v, `${path}/${k}`, out);
+  }
+}
+
+type Loose = Record<string, unknown>;
+const codesOf = (cc: unknown): string[] => ((cc as { coding?: { code?: string }[] } | undefined)?.coding ?? []).map((c) => c.code ?? '');
+
+/** R4 invariants the JSON Schema does not check, for the resources this module emits. */
+function invariants(r: Resource): string[] {
+  const x = r as unknown as Loose;
+  const out: string[] = [];
+  const has = (k: string): boolean => x[k] !== undefined;
+  const statusRequired = ['Observation', 'MedicationStatement', 'Procedure', 'Immunization', 'DeviceUseStatement', 'CarePlan', 'DocumentReference'];
+  if (statusRequired.includes(r.resourceType) && !has('status') && !has('_status')) out.push('status 1..1');
+  switch (r.resourceType) {
+    case 'Observation': {
+      const value = Object.keys(x).some((k) => k.startsWith('value'));
+      if (value && has('dataAbsentReason')) out.push('obs-6');
+      if (!has('code')) out.push('Observation.code 1..1');
+      for (const rr of (x.referenceRange as Loose[] | undefined) ?? []) if (!rr.low && !rr.high && !rr.text) out.push('obs-3');
+      break;
+    }
+    case 'Condition': {
+      const verif = codesOf(x.verificationStatus);
+      if (verif.includes('entered-in-error') && has('clinicalStatus')) out.push('con-5');
+      if (!verif.includes('entered-in-error') && !has('clinicalStatus')) out.push('con-3');
+      if ((has('abatementDateTime') || has('abatementPeriod')) && x.clinicalStatus && codesOf(x.clinicalStatus).some((c) => !['inactive', 'resolved', 'remission'].includes(c))) out.push('con-4');
+      break;
+    }
+    case 'AllergyIntolerance': {
+      const verif = codesOf(x.verificationStatus);
+      if (verif.includes('entered-in-error') && has('clinicalStatus')) out.push('ait-2');
+      if (!verif.includes('entered-in-error') && !has('clinicalStatus')) out.push('ait-1');
+      for (const re of (x.reaction as Loose[] | undefined) ?? []) if (!Array.isArray(re.manifestation) || !re.manifestation.length) out.push('reaction.manifestation 1..*');
+      break;
+    }
+    case 'MedicationStatement':
+      if (!has('medicationCodeableConcept') && !has('medicationReference')) out.push('medication[x] 1..1');
+      break;
+    case 'Immunization':
+      if (!has('occurrenceDateTime') && !has('_occurrenceDateTime') && !has('occurrenceString')) out.push('occurrence[x] 1..1');
+      break;
+    case 'CarePlan':
+      for (const a of (x.activity as Loose[] | undefined) ?? []) {
+        const d = a.detail as Loose | undefined;
+        if (d && !d.status && !d._status) out.push('activity.detail.status 1..1');
+      }
+      break;
+    case 'DocumentReference':
+      for (const c of (x.content as Loose[] | undefined) ?? []) {
+        const att = c.attachment as Loose;
+        if (att.data && !att.contentType) out.push('att-1');
+      }
+      break;
+  }
+  if (r.meta?.profile) out.push('meta.profile must stay empty');
+  return out;
+}
+
+/** What this module emits (actors and Binary come from other modules, checked by their own tests). */
+const ENTRY_TYPES = new Set([
+  'Condition', 'AllergyIntolerance', 'MedicationStatement', 'Immunization', 'Procedure', 'Observation', 'CarePlan',
+  'Device', 'DeviceUseStatement', 'DocumentReference',
+]);
+
+/** Every emitted resource passes the project's R4 schema; this module's also the invariants above and JSON hygiene. */
+function expectValid(m: Mapped): void {
+  for (const r of m.resources) {
+    const issues = validateResource(JSON.parse(JSON.stringify(r)));
+    expect(issues, `${r.resourceType} ${JSON.stringify(r).slice(0, 400)}`).toEqual([]);
+    if (!ENTRY_TYPES.has(r.resourceType)) continue;
+    const problems: string[] = invariants(r);
+    hygiene(r, r.resourceType, problems);
+    expect(problems, `${r.resourceType} ${JSON.stringify(r).slice(0, 400)}`).toEqual([]);
+  }
+  const urls = new Set(m.ctx.emitted.map((e) => e.fullUrl));
+  for (const ref of m.refs) expect(urls.has(ref.reference ?? '')).toBe(true);
+  expect(m.diagnostics.filter((d) => d.includes('mapping failed'))).toEqual([]);
+}
+
+const AUTHOR = `<author><time value="20240102103000+0100"/><assignedAuthor>
+  <id root="1.2.250.1.71.4.2.1" extension="810000000001"/>
+  <assignedPerson><name><family>MARTIN</family><given>Paul</given></name></assignedPerson>
+</assignedAuthor></author>`;
+
+// ---------------------------------------------------------------- problems
+
+describe('problems → Condition', () => {
+  const concern = (status: string, obs: string): string => `<entry><act classCode="ACT" moodCode="EVN">
+    <templateId root="1.3.6.1.4.1.19376.1.5.3.1.4.5.1"/><templateId root="1.3.6.1.4.1.19376.1.5.3.1.4.5.2"/>
+    <id root="1.2.3.4" extension="c1"/><code nullFlavor="NA"/><statusCode code="${status}"/>
+    <effectiveTime><low value="20200101"/></effectiveTime>
+    <entryRelationship typeCode="SUBJ" inversionInd="false">${obs}</entryRelationship></act></entry>`;
+  const problem = (extra = '', time = '<low value="20200115"/>'): string => `<observation classCode="OBS" moodCode="EVN">
+    <templateId root="1.3.6.1.4.1.19376.1.5.3.1.4.5"/><id root="1.2.3.4" extension="p1"/>
+    <code code="282291009" displayName="Diagnostic" codeSystem="2.16.840.1.113883.6.96"/>
+    <text><reference value="#pb1"/></text><statusCode code="completed"/>
+    <effectiveTime>${time}</effectiveTime>
+    <value xsi:type="CD" code="E11" displayName="Diabète de type 2" codeSystem="2.16.840.1.113883.6.3"/>
+    ${extra}</observation>`;
+
+  it('maps a problem concern: code from the value, kind as category, onset, recorder, severity, comment', () => {
+    const m = mapSection('11450-4', concern('active', problem(`${AUTHOR}
+      <entryRelationship typeCode="SUBJ"><observation classCode="OBS" moodCode="EVN"><templateId root="1.3.6.1.4.1.19376.1.5.3.1.4.1"/>
+        <code code="SEV" codeSystem="2.16.840.1.113883.5.4"/><statusCode code="completed"/>
+        <value xsi:type="CD" code="H" displayName="Sévère" codeSystem="2.16.840.1.113883.5.1063"/></observation></entryRelationship>
+      <entryRelationship typeCode="SUBJ" inversionInd="true"><act classCode="ACT" moodCode="EVN"><templateId root="1.3.6.1.4.1.19376.1.5.3.1.4.2"/>
+        <code code="48767-8" codeSystem="2.16.840.1.113883.6.1"/><text>Suivi endocrinologue</text><statusCode code="completed"/></act></entryRelationship>`)),
+    '<content ID="pb1">Diabète</content>');
+    expectValid(m);
+    const c = one<Condition>(m, 'Condition');
+    expect(c.subject).toEqual({ reference: PATIENT });
+    expect(c.code?.coding?.[0]).toMatchObject({ system: 'http://hl7.org/fhir/sid/icd-10', code: 'E11' });
+    expect(c.code?.text).toBe('Diabète');
+    expect(c.clinicalStatus?.coding?.[0]?.code).toBe('active');
+    expect(c.category?.map((cat) => cat.coding?.[0]?.code)).toEqual(['problem-list-item', '282291009']);
+    expect(c.onsetDateTime).toBe('2020-01-15');
+    expect(c.recordedDate).toBe('2024-01-02T10:30:00+01:00');
+    expect(c.recorder?.reference).toMatch(/^urn:uuid:/);
+    expect(of(m, 'PractitionerRole')).toHaveLength(1);
+    expect(c.severity?.coding?.[0]?.code).toBe('H');
+    expect(c.note).toEqual([{ text: 'Suivi endocrinologue' }]);
+    expect(m.refs).toEqual([{ reference: urlOf(m, c) }]);
+  });
+
+  it('an end date makes the problem resolved with an abatement (con-4)', () => {
+    const m = mapSection('11348-0', concern('completed', problem('', '<low value="2019"/><high value="20200301"/>')));
+    expectValid(m);
+    const c = one<Condition>(m, 'Condition');
+    expect(c.clinicalStatus?.coding?.[0]?.code).toBe('resolved');
+    expect(c.abatementDateTime).toBe('2020-03-01');
+    expect(c.onsetDateTime).toBe('2019');
+  });
+
+  it('reads the Problem Status Observation first', () => {
+    const status = `<entryRelationship typeCode="REFR"><observation classCode="OBS" moodCode="EVN">
+      <templateId root="1.3.6.1.4.1.19376.1.5.3.1.4.1.1"/><code code="33999-4" codeSystem="2.16.840.1.113883.6.1"/>
+      <statusCode code="completed"/><value xsi:type="CE" code="277022003" codeSystem="2.16.840.1.113883.6.96"/></observation></entryRelationship>`;
+    const m = mapSection('11450-4', concern('active', problem(status)));
+    expectValid(m);
+    expect(one<Condition>(m, 'Condition').clinicalStatus?.coding?.[0]?.code).toBe('remission');
+    expect(m.codes).not.toContain('ENTRY_NOT_MAPPED');
+  });
+
+  it('states an unknown clinical status with data-absent-reason (con-3), negation as refuted', () => {
+    const obs = problem().replace('moodCode="EVN">', 'moodCode="EVN" negationInd="true">');
+    const m = mapSection('11450-4', `<entry>${obs}</entry>`);
+    expectValid(m);
+    const c = one<Condition>(m, 'Condition');
+    expect(c.clinicalStatus).toEqual({ extension: [{ url: DAR, valueCode: 'unknown' }] });
+    expect(c.verificationStatus?.coding?.[0]?.code).toBe('refuted');
+    expect(m.codes).toContain('ENTRY_INCOMPLETE');
+  });
+
+  it('a nullified problem is entered-in-error without clinical status (con-5)', () => {
+    const m = mapSection('11450-4', concern('nullified', problem()));
+    expectValid(m);
+    const c = one<Condition>(m, 'Condition');
+    expect(c.clinicalStatus).toBeUndefined();
+    expect(c.verificationStatus?.coding?.[0]?.code).toBe('entered-in-error');
+  });
+
+  it('a problem without value takes the narrative; other relationships are reported', () => {
+    const obs = `<observation classCode="OBS" moodCode="EVN"><code code="404684003" codeSystem="2.16.840.1.113883.6.96"/>
+      <text><reference value="#pb2"/></text><statusCode code="completed"/><effectiveTime><low value="2021"/></effectiveTime>
+      <entryRelationship typeCode="CAUS"><procedure classCode="PROC" moodCode="EVN"/></entryRelationship></observation>`;
+    const m = mapSection('11450-4', concern('active', obs), '<content ID="pb2">Chute à domicile</content>');
+    expectValid(m);
+    expect(one<Condition>(m, 'Condition').code).toEqual({ text: 'Chute à domicile' });
+    expect(m.diagnostics.some((d) => d.startsWith('procedure related to a problem'))).toBe(true);
+  });
+});
+
+// ---------------------------------------------------------------- allergies
+
+describe('allergies → AllergyIntolerance', () => {
+  const allergy = (body: string, concernStatus = 'active'): string => `<entry><act classCode="ACT" moodCode="EVN">
+    <templateId root="1.3.6.1.4.1.19376.1.5.3.1.4.5.1"/><templateId root="1.3.6.1.4.1.19376.1.5.3.1.4.5.3"/>
+    <id root="1.2.3.5" extension="a1"/><code nullFlavor="NA"/><statusCode code="${concernStatus}"/>
+    <effectiveTime><low value="2019"/></effectiveTime>
+    <entryRelationship typeCode="SUBJ"><observation classCode="OBS" moodCode="EVN">
+      <templateId root="1.3.6.1.4.1.19376.1.5.3.1.4.6"/><id root="1.2.3.5" extension="o1"/>
+      ${body}</observation></entryRelationship></act></entry>`;
+
+  it('maps substance, type/category, reaction with severity, onset and recorder', () => {
+    const m = mapSection('48765-2', allergy(`<code code="416098002" displayName="allergie médicamenteuse" codeSystem="2.16.840.1.113883.6.96"/>
+      <statusCode code="completed"/><effectiveTime><low value="20190501"/></effectiveTime>
+      <value xsi:type="CD"><originalText>Urticaire à la pénicilline</originalText></value>
+      <participant typeCode="CSM"><participantRole classCode="MANU"><playingEntity classCode="MMAT">
+        <code code="J01CE02" displayName="Pénicilline V" codeSystem="2.16.840.1.113883.6.73"/></playingEntity></participantRole></participant>
+      ${AUTHOR}
+      <entryRelationship typeCode="MFST" inversionInd="true"><observation classCode="OBS" moodCode="EVN">
+        <code code="75321-0" codeSystem="2.16.840.1.113883.6.1"/><statusCode code="completed"/>
+        <value xsi:type="CD" code="126485001" displayName="Urticaire" codeSystem="2.16.840.1.113883.6.96"/>
+        <entryRelationship typeCode="SUBJ"><observation classCode="OBS" moodCode="EVN"><templateId root="1.3.6.1.4.1.19376.1.5.3.1.4.1"/>
+          <code code="SEV" codeSystem="2.16.840.1.113883.5.4"/><value xsi:type="CD" code="24484000" codeSystem="2.16.840.1.113883.6.96"/></observation></entryRelationship>
+      </observation></entryRelationship>`));
+    expectValid(m);
+    const a = one<AllergyIntolerance>(m, 'AllergyIntolerance');
+    expect(a.patient).toEqual({ reference: PATIENT });
+    expect(a.code?.coding?.[0]).toMatchObject({ system: 'http://www.whocc.no/atc', code: 'J01CE02' });
+    expect(a.type).toBe('allergy');
+    expect(a.category).toEqual(['medication']);
+    expect(a.clinicalStatus?.coding?.[0]).toEqual({ system: 'http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical', code: 'active' });
+    expect(a.onsetDateTime).toBe('2019-05-01');
+    expect(a.recorder?.reference).toMatch(/^urn:uuid:/);
+    expect(a.reaction).toEqual([{ manifestation: [{ coding: [{ system: 'http://snomed.info/sct', code: '126485001', display: 'Urticaire' }] }], severity: 'severe' }]);
+    expect(a.note).toEqual([{ text: 'Urticaire à la pénicilline' }]);
+  });
+
+  it('food intolerance with a textual description only; completed concern → inactive', () => {
+    const m = mapSection('48765-2', allergy(`<code code="FINT" codeSystem="2.16.840.1.113883.5.4"/><statusCode code="completed"/>
+      <value xsi:type="CD"><originalText><reference value="#al1"/></originalText></value>`, 'completed'),
+    '<content ID="al1">Lactose</content>');
+    expectValid(m);
+    const a = one<AllergyIntolerance>(m, 'AllergyIntolerance');
+    expect(a.code).toEqual({ text: 'Lactose' });
+    expect([a.type, a.category]).toEqual(['intolerance', ['food']]);
+    expect(a.clinicalStatus?.coding?.[0]?.code).toBe('inactive');
+  });
+
+  it('an unknown status is stated absent (ait-1)', () => {
+    const m = mapSection('48765-2', `<entry><observation classCode="OBS" moodCode="EVN"><code code="ALG" codeSystem="2.16.840.1.113883.5.4"/>
+      <value xsi:type="CD" code="91935009" displayName="Arachide" codeSystem="2.16.840.1.113883.6.96"/></observation></entry>`);
+    expectValid(m);
+    expect(one<AllergyIntolerance>(m, 'AllergyIntolerance').clinicalStatus).toEqual({ extension: [{ url: DAR, valueCode: 'unknown' }] });
+    expect(m.codes).toContain('ENTRY_INCOMPLETE');
+  });
+
+  it('does not invent an allergy from an observation naming nothing (LDL-SES shape)', () => {
+    const m = mapSection('48765-2', allergy(`<code code="416098002" codeSystem="2.16.840.1.113883.6.96"/>
+      <text><reference value="#NO-ALL"/></text><statusCode code="completed"/>
+      <effectiveTime xsi:type="IVL_TS"><low nullFlavor="UNK"/></effectiveTime>
+      <value xsi:type="CD"><originalText><reference value="#"/></originalText></value>`, 'completed'), 'Aucune allergie');
+    expect(of(m, 'AllergyIntolerance')).toEqual([]);
+    expect(m.refs).toEqual([]);
+    expect(m.codes).toEqual(['ENTRY_NOT_MAPPED']);
+  });
+});
+
+// ---------------------------------------------------------------- medications
+
+describe('treatments → MedicationStatement', () => {
+  const treatment = (opts: { mood?: string; status?: string; product?: string; extra?: string } = {}): string => `<entry>
+    <substanceAdministration classCode="SBADM" moodCode="${opts.mood ?? 'EVN'}">
+      <templateId root="1.2.250.1.213.1.1.3.42"/><id root="1.2.3.6" extension="m1"/>
+      <text><reference value="#med1"/></text>${opts.status === undefined ? '<statusCode code="active"/>' : opts.status}
+      <effectiveTime xsi:type="IVL_TS"><low value="20240101"/><high value="20240131"/></effectiveTime>
+      <effectiveTime xsi:type="PIVL_TS" operator="A" institutionSpecified="true"><period value="8" unit="h"/></effectiveTime>
+      <routeCode code="20053000" displayName="Voie orale" codeSystem="0.4.0.127.0.16.1.1.2.1"/>
+      <doseQuantity><low value="1" unit="{tbl}"/><high value="1" unit="{tbl}"/></doseQuantity>
+      <rateQuantity value="5" unit="mL/h"/>
+      <maxDoseQuantity><numerator value="3" unit="g"/><denominator value="1" unit="d"/></maxDoseQuantity>
+      <consumable><manufacturedProduct>${opts.product ?? `<manufacturedMaterial>
+        <code code="60234100" displayName="DOLIPRANE 1000 mg, comprimé" codeSystem="1.2.250.1.213.2.3.1">
+          <translation code="N02BE01" displayName="Paracétamol" codeSystem="2.16.840.1.113883.6.73"/></code>
+        <name>DOLIPRANE 1000 mg</name></manufacturedMaterial>`}</manufacturedProduct></consumable>
+      ${AUTHOR}${opts.extra ?? ''}
+    </substanceAdministration></entry>`;
+
+  it('maps product, period, frequency, dose, rate, max dose, route, text and source', () => {
+    const m = mapSection('10183-2', treatment(), '<content ID="med1">DOLIPRANE 1 cp toutes les 8 h</content>');
+    expectValid(m);
+    const ms = one<MedicationStatement>(m, 'MedicationStatement');
+    expect(ms.status).toBe('active');
+    expect(ms.medicationCodeableConcept?.coding?.map((c) => c.code)).toEqual(['60234100', 'N02BE01']);
+    expect(ms.medicationCodeableConcept?.text).toBe('DOLIPRANE 1000 mg');
+    expect(ms.effectivePeriod).toEqual({ start: '2024-01-01', end: '2024-01-31' });
+    expect(ms.informationSource?.reference).toMatch(/^urn:uuid:/);
+    expect(ms.dateAsserted).toBe('2024-01-02T10:30:00+01:00');
+    expect(ms.dosage).toEqual([{
+      text: 'DOLIPRANE 1 cp toutes les 8 h',
+      timing: { repeat: { frequency: 1, period: 8, periodUnit: 'h' } },
+      route: { coding: [{ system: 'http://standardterms.edqm.eu', code: '20053000', display: 'Voie orale' }] },
+      doseAndRate: [{
+        doseQuantity: { value: 1, unit: '{tbl}', system: 'http://unitsofmeasure.org', code: '{tbl}' },
+        rateQuantity: { value: 5, unit: 'mL/h', system: 'http://unitsofmeasure.org', code: 'mL/h' },
+      }],
+      maxDosePerPeriod: {
+        numerator: { value: 3, unit: 'g', system: 'http://unitsofmeasure.org', code: 'g' },
+        denominator: { value: 1, unit: 'd', system: 'http://unitsofmeasure.org', code: 'd' },
+      },
+    }]);
+  });
+
+  it('18610-6 administered treatments and INT mood are statements too; INT without status is intended', () => {
+    const m1 = mapSection('18610-6', treatment({ status: '<statusCode code="aborted"/>' }));
+    expectValid(m1);
+    expect(one<MedicationStatement>(m1, 'MedicationStatement').status).toBe('stopped');
+    const m2 = mapSection('10160-0', treatment({ mood: 'INT', status: '' }));
+    expectValid(m2);
+    expect(one<MedicationStatement>(m2, 'MedicationStatement').status).toBe('intended');
+    const m3 = mapSection('10160-0', treatment({ status: '' }));
+    expect(one<MedicationStatement>(m3, 'MedicationStatement').status).toBe('unknown');
+    expect(m3.codes).toContain('ENTRY_INCOMPLETE');
+  });
+
+  it('falls back to the product name, then to data-absent-reason (DLU-EHPAD shape)', () => {
+    const named = mapSection('10160-0', treatment({ product: '<manufacturedMaterial><code nullFlavor="UNK"/><name>Kardégic 75</name></manufacturedMaterial>' }));
+    expectValid(named);
+    expect(one<MedicationStatement>(named, 'MedicationStatement').medicationCodeableConcept).toEqual({ text: 'Kardégic 75' });
+    const unknown = mapSection('10160-0', treatment({ product: '<manufacturedMaterial><code nullFlavor="UNK"/><name nullFlavor="UNK"/></manufacturedMaterial>' }));
+    expectValid(unknown);
+    expect(one<MedicationStatement>(unknown, 'MedicationStatement').medicationCodeableConcept).toEqual({ extension: [{ url: DAR, valueCode: 'unknown' }] });
+    expect(unknown.codes).toContain('VALUE_NULL_FLAVOR');
+    const missing = mapSection('10160-0', treatment({ product: '' }));
+    expectValid(missing);
+    expect(missing.codes).toContain('ENTRY_INCOMPLETE');
+  });
+
+  it('reads EIVL_TS, split doses, instructions, reasons, as-needed; reports the rest', () => {
+    const extra = `<precondition><criterion><code code="ASSERTION" codeSystem="2.16.840.1.113883.5.4"/>
+        <value xsi:type="CD"><originalText>si douleur</originalText></value></criterion></precondition>
+      <entryRelationship typeCode="COMP"><substanceAdministration classCode="SBADM" moodCode="INT">
+        <effectiveTime xsi:type="EIVL_TS"><event code="ACM"/></effectiveTime><doseQuantity value="2" unit="{tbl}"/>
+        <consumable><manufacturedProduct><manufacturedMaterial nullFlavor="NA"/></manufacturedProduct></consumable></substanceAdministration></entryRelationship>
+      <entryRelationship typeCode="SUBJ" inversionInd="true"><act classCode="ACT" moodCode="INT">
+        <templateId root="1.3.6.1.4.1.19376.1.5.3.1.4.3"/><code code="PINSTRUCT" codeSystem="1.3.6.1.4.1.19376.1.5.3.2"/>
+        <text>Prendre avec un grand verre d'eau</text><statusCode code="completed"/></act></entryRelationship>
+      <entryRelationship typeCode="RSON"><observation classCode="OBS" moodCode="EVN"><code code="ASSERTION" codeSystem="2.16.840.1.113883.5.4"/>
+        <value xsi:type="CD" code="R51" displayName="Céphalée" codeSystem="2.16.840.1.113883.6.3"/></observation></entryRelationship>
+      <entryRelationship typeCode="REFR"><supply classCode="SPLY" moodCode="INT"/></entryRelationship>`;
+    const m = mapSection('10160-0', treatment({ extra }));
+    expectValid(m);
+    const ms = one<MedicationStatement>(m, 'MedicationStatement');
+    expect(ms.dosage).toHaveLength(2);
+    expect(ms.dosage?.[0]?.asNeededCodeableConcept).toEqual({ text: 'si douleur' });
+    expect(ms.dosage?.[0]?.patientInstruction).toBe("Prendre avec un grand verre d'eau");
+    expect(ms.dosage?.[1]).toMatchObject({ sequence: 2, timing: { repeat: { when: ['ACM'] } } });
+    expect(ms.reasonCode?.[0]?.coding?.[0]?.code).toBe('R51');
+    expect(m.diagnostics.some((d) => d.startsWith('supply (moodCode INT) related to a treatment'))).toBe(true);
+  });
+
+  it('reports a frequency FHIR Timing cannot hold', () => {
+    const m = mapSection('10160-0', treatment().replace('<period value="8" unit="h"/>', '<period value="2" unit="fortnight"/>'));
+    expectValid(m);
+    expect(one<MedicationStatement>(m, 'MedicationStatement').dosage?.[0]?.timing).toBeUndefined();
+    expect(m.codes).toContain('ENTRY_NOT_MAPPED');
+  });
+});
+
+// ---------------------------------------------------------------- immunizations
+
+describe('vaccinations → Immunization', () => {
+  const vaccination = (status: string, time: string, extra = ''): string => `<entry><substanceAdministration classCode="SBADM" moodCode="EVN">
+    <templateId root="1.3.6.1.4.1.19376.1.5.3.1.4.12"/><id root="1.2.3.7" extension="v1"/>
+    <code code="IMMUNIZ" codeSystem="2.16.840.1.113883.5.4"/>${status}${time}
+    <routeCode code="IM" codeSystem="2.16.840.1.113883.5.112"/><approachSiteCode code="368209003" displayName="Bras droit" codeSystem="2.16.840.1.113883.6.96"/>
+    <doseQuantity value="0.5" unit="mL"/>
+    <consumable><manufacturedProduct><manufacturedMaterial>
+      <code code="J07BB02" displayName="Vaccin grippe" codeSystem="2.16.840.1.113883.6.73"/><name>VAXIGRIP</name><lotNumberText>L123</lotNumberText>
+    </manufacturedMaterial><manufacturerOrganization><name>Sanofi</name></manufacturerOrganization></manufacturedProduct></consumable>
+    <performer><assignedEntity><id root="1.2.250.1.71.4.2.1" extension="810000000002"/>
+      <assignedPerson><name><family>DURAND</family></name></assignedPerson></assignedEntity></performer>
+    ${extra}</substanceAdministration></entry>`;
+
+  it('maps vaccine, date, lot, manufacturer, route, site, dose, performer, dose number, reaction', () => {
+    const m = mapSection('11369-6', vaccination('<statusCode code="completed"/>', '<effectiveTime value="20231015"/>', `${AUTHOR}
+      <entryRelationship typeCode="SUBJ"><observation classCode="OBS" moodCode="EVN"><code code="30973-2" codeSystem="2.16.840.1.113883.6.1"/>
+        <statusCode code="completed"/><value xsi:type="INT" value="2"/></observation></entryRelationship>
+      <entryRelationship typeCode="CAUS"><observation classCode="OBS" moodCode="EVN"><code code="ASSERTION" codeSystem="2.16.840.1.113883.5.4"/>
+        <statusCode code="completed"/><effectiveTime><low value="20231016"/></effectiveTime>
+        <value xsi:type="CD" code="386661006" displayName="Fièvre" codeSystem="2.16.840.1.113883.6.96"/></observation></entryRelationship>`));
+    expectValid(m);
+    const im = one<Immunization>(m, 'Immunization');
+    expect(im.status).toBe('completed');
+    expect(im.vaccineCode.coding?.[0]?.code).toBe('J07BB02');
+    expect(im.occurrenceDateTime).toBe('2023-10-15');
+    expect(im.lotNumber).toBe('L123');
+    expect(im.manufacturer?.reference).toMatch(/^urn:uuid:/);
+    expect(im.doseQuantity?.value).toBe(0.5);
+    expect(im.site?.coding?.[0]?.code).toBe('368209003');
+    expect(im.performer?.[0]?.actor.reference).toMatch(/^urn:uuid:/);
+    expect(im.protocolApplied).toEqual([{ doseNumberPositiveInt: 2 }]);
+    // The author dates the record (Immunization has no recorder): no actor is emitted for nothing.
+    expect(im.recorded).toBe('2024-01-02T10:30:00+01:00');
+    expect(of(m, 'PractitionerRole')).toHaveLength(1);
+    const reaction = one<Observation>(m, 'Observation');
+    expect(im.reaction).toEqual([{ detail: { reference: urlOf(m, reaction) }, date: '2023-10-16' }]);
+    expect(m.refs[0]).toEqual({ reference: urlOf(m, im) });
+  });
+
+  it('states an absent status and date with data-absent-reason; negation is not-done', () => {
+    const m = mapSection('11369-6', vaccination('', '<effectiveTime nullFlavor="UNK"/>'));
+    expectValid(m);
+    const im = one<Immunization>(m, 'Immunization') as unknown as Loose;
+    expect(im.status).toBeUndefined();
+    expect(im._status).toEqual({ extension: [{ url: DAR, valueCode: 'unknown' }] });
+    expect(im._occurrenceDateTime).toEqual({ extension: [{ url: DAR, valueCode: 'unknown' }] });
+    expect(m.codes).toEqual(expect.arrayContaining(['ENTRY_INCOMPLETE', 'VALUE_NULL_FLAVOR']));
+    const negated = mapSection('11369-6', vaccination('<statusCode code="completed"/>', '<effectiveTime value="2023"/>').replace('moodCode="EVN"', 'moodCode="EVN" negationInd="true"'));
+    expect(one<Immunization>(negated, 'Immunization').status).toBe('not-done');
+  });
+});
+
+// ---------------------------------------------------------------- procedures
+
+describe('acts → Procedure', () => {
+  it('maps code, status, period, body site, performer, recorder and reason', () => {
+    const m = mapSection('47519-4', `<entry><procedure classCode="PROC" moodCode="EVN"><id root="1.2.3.8" extension="x"/>
+      <code code="HHFA016" displayName="Appendicectomie" codeSystem="1.2.250.1.215.300.1"/><statusCode code="completed"/>
+      <effectiveTime><low value="20220301101500+0100"/><high value="20220301113000+0100"/></effectiveTime>
+      <targetSiteCode code="66754008" codeSystem="2.16.840.1.113883.6.96"/>
+      <performer><assignedEntity><id root="1.2.250.1.71.4.2.1" extension="810000000003"/><assignedPerson><name><family>LEROY</family></name></assignedPerson></assignedEntity></performer>
+      ${AUTHOR}
+      <entryRelationship typeCode="RSON"><observation classCode="OBS" moodCode="EVN"><code code="ASSERTION" codeSystem="2.16.840.1.113883.5.4"/>
+        <value xsi:type="CD" code="K35" codeSystem="2.16.840.1.113883.6.3"/></observation></entryRelationship></procedure></entry>`);
+    expectValid(m);
+    const p = one<Procedure>(m, 'Procedure');
+    expect(p.status).toBe('completed');
+    expect(p.code?.coding?.[0]?.code).toBe('HHFA016');
+    expect(p.performedPeriod).toEqual({ start: '2022-03-01T10:15:00+01:00', end: '2022-03-01T11:30:00+01:00' });
+    expect(p.bodySite?.[0]?.coding?.[0]?.code).toBe('66754008');
+    expect(p.performer?.[0]?.actor.reference).toMatch(/^urn:uuid:/);
+    expect(p.recorder?.reference).toMatch(/^urn:uuid:/);
+    expect(p.reasonCode?.[0]?.coding?.[0]?.code).toBe('K35');
+  });
+
+  it('cancelled → not-done, missing status → unknown; planned acts and placeholders are reported', () => {
+    const cancelled = mapSection('47519-4', '<entry><procedure classCode="PROC" moodCode="EVN"><code code="A" codeSystem="1.2.3"/><statusCode code="cancelled"/></procedure></entry>');
+    expect(one<Procedure>(cancelled, 'Procedure').status).toBe('not-done');
+    const noStatus = mapSection('47519-4', '<entry><procedure classCode="PROC" moodCode="EVN"><code code="A" codeSystem="1.2.3"/></procedure></entry>');
+    expect(one<Procedure>(noStatus, 'Procedure').status).toBe('unknown');
+    expect(noStatus.codes).toContain('ENTRY_INCOMPLETE');
+    const planned = mapSection('47519-4', '<entry><procedure classCode="PROC" moodCode="INT"><code code="A" codeSystem="1.2.3"/></procedure></entry>');
+    expect(planned.resources).toEqual([]);
+    expect(planned.codes).toEqual(['ENTRY_NOT_MAPPED']);
+    const placeholder = mapSection('30954-2', '<entry><procedure classCode="PROC" moodCode="EVN"><code nullFlavor="NA"/><text><reference value="#xxx"/></text><statusCode code="cancelled"/></procedure></entry>');
+    expect(placeholder.resources).toEqual([]);
+    expect(placeholder.codes).toEqual(['ENTRY_NOT_MAPPED']);
+  });
+});
+
+// ---------------------------------------------------------------- observations
+
+describe('observations → Observation', () => {
+  const obs = (value: string, extra = '', status = '<statusCode code="completed"/>'): string => `<entry><observation classCode="OBS" moodCode="EVN">
+    <id root="1.2.3.9" extension="o"/><code code="X-1" displayName="Mesure" codeSystem="1.2.250.1.213.1.1.4.322"/>${status}
+    <effectiveTime value="20240305083000+0100"/>${value}${extra}</observation></entry>`;
+  const valueOf = (m: Mapped): Loose => {
+    const o = one<Observation>(m, 'Observation') as unknown as Loose;
+    return Object.fromEntries(Object.entries(o).filter(([k]) => k.startsWith('value') || k === 'dataAbsentReason'));
+  };
+
+  const cases: [string, string, Loose][] = [
+    ['PQ', '<value xsi:type="PQ" value="37.5" unit="Cel"/>', { valueQuantity: { value: 37.5, unit: 'Cel', system: 'http://unitsofmeasure.org', code: 'Cel' } }],
+    ['CD', '<value xsi:type="CD" code="373066001" displayName="Oui" codeSystem="2.16.840.1.113883.6.96"/>', { valueCodeableConcept: { coding: [{ system: 'http://snomed.info/sct', code: '373066001', display: 'Oui' }] } }],
+    ['CE', '<value xsi:type="CE" code="N" codeSystem="2.16.840.1.113883.5.83"/>', { valueCodeableConcept: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation', code: 'N' }] } }],
+    ['ST', '<value xsi:type="ST">  Patient   calme </value>', { valueString: 'Patient calme' }],
+    ['ED text', '<value xsi:type="ED">Texte libre</value>', { valueString: 'Texte libre' }],
+    ['BL', '<value xsi:type="BL" value="false"/>', { valueBoolean: false }],
+    ['INT', '<value xsi:type="INT" value="12"/>', { valueInteger: 12 }],
+    ['REAL', '<value xsi:type="REAL" value="1.5"/>', { valueQuantity: { value: 1.5 } }],
+    ['IVL_PQ', '<value xsi:type="IVL_PQ"><low value="1" unit="mmol/L"/><high value="2" unit="mmol/L"/></value>', { valueRange: { low: { value: 1, unit: 'mmol/L', system: 'http://unitsofmeasure.org', code: 'mmol/L' }, high: { value: 2, unit: 'mmol/L', system: 'http://unitsofmeasure.org', code: 'mmol/L' } } }],
+    ['TS', '<value xsi:type="TS" value="20240305"/>', { valueDateTime: '2024-03-05' }],
+    ['IVL_TS', '<value xsi:type="IVL_TS"><low value="2024"/><high value="2025"/></value>', { valuePeriod: { start: '2024', end: '2025' } }],
+    ['RTO', '<value xsi:type="RTO_PQ_PQ"><numerator value="1" unit="mg"/><denominator value="2" unit="mL"/></value>', { valueRatio: { numerator: { value: 1, unit: 'mg', system: 'http://unitsofmeasure.org', code: 'mg' }, denominator: { value: 2, unit: 'mL', system: 'http://unitsofmeasure.org', code: 'mL' } } }],
+    ['prefix xs:', '<value xmlns:xs="http://www.w3.org/2001/XMLSchema-instance" xs:type="INT" value="3"/>', { valueInteger: 3 }],
+    ['nullFlavor', '<value xsi:type="PQ" nullFlavor="NASK"/>', { dataAbsentReason: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/data-absent-reason', code: 'not-asked' }] } }],
+    ['unreadable', '<value xsi:type="PQ" value="beaucoup" unit="kg"/>', { dataAbsentReason: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/data-absent-reason', code: 'error' }] } }],
+    ['huge', '<value xsi:type="PQ" value="1e400" unit="kg"/>', { dataAbsentReason: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/data-absent-reason', code: 'error' }] } }],
+    ['INT overflow', '<value xsi:type="INT" value="99999999999"/>', { dataAbsentReason: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/data-absent-reason', code: 'error' }] } }],
+    ['no value', '', {}],
+  ];
+  it.each(cases)('value %s', (_name, value, expected) => {
+    const m = mapSection('30954-2', obs(value));
+    expectValid(m);
+    expect(valueOf(m)).toEqual(expected);
+  });
+
+  it('maps interpretation, reference range, method, body site, performer and comments', () => {
+    const m = mapSection('30954-2', obs('<value xsi:type="PQ" value="7.67" unit="pg/mL"/>', `
+      <interpretationCode code="L" displayName="Bas" codeSystem="2.16.840.1.113883.5.83"/>
+      <methodCode><originalText>ECL</originalText></methodCode>
+      <targetSiteCode code="7771000" codeSystem="2.16.840.1.113883.6.96"/>
+      ${AUTHOR}
+      <entryRelationship typeCode="SUBJ" inversionInd="true"><act classCode="ACT" moodCode="EVN"><templateId root="1.3.6.1.4.1.19376.1.5.3.1.4.2"/>
+        <code code="48767-8" codeSystem="2.16.840.1.113883.6.1"/><text>A contrôler</text></act></entryRelationship>
+      <referenceRange><observationRange><value xsi:type="IVL_PQ"><low value="9.30" unit="pg/mL"/><high value="17" unit="pg/mL"/></value>
+        <interpretationCode code="N" codeSystem="2.16.840.1.113883.5.83"/></observationRange></referenceRange>
+      <referenceRange><observationRange><text>selon âge</text></observationRange></referenceRange>`));
+    expectValid(m);
+    const o = one<Observation>(m, 'Observation');
+    expect(o.status).toBe('final');
+    expect(o.effectiveDateTime).toBe('2024-03-05T08:30:00+01:00');
+    expect(o.interpretation?.[0]?.coding?.[0]?.code).toBe('L');
+    expect(o.method).toEqual({ text: 'ECL' });
+    expect(o.bodySite?.coding?.[0]?.code).toBe('7771000');
+    expect(o.performer?.[0]?.reference).toMatch(/^urn:uuid:/);
+    expect(o.issued).toBe('2024-01-02T10:30:00+01:00');
+    expect(o.note).toEqual([{ text: 'A contrôler' }]);
+    expect(o.referenceRange?.[0]).toMatchObject({ low: { value: 9.3 }, high: { value: 17 }, type: { coding: [{ code: 'normal' }] } });
+    expect(o.referenceRange?.[1]).toEqual({ text: 'selon âge' });
+  });
+
+  it('status mapping, unknown when absent, code from narrative or data-absent-reason', () => {
+    expect(one<Observation>(mapSection('30954-2', obs('', '', '<statusCode code="active"/>')), 'Observation').status).toBe('preliminary');
+    expect(one<Observation>(mapSection('30954-2', obs('', '', '<statusCode code="aborted"/>')), 'Observation').status).toBe('cancelled');
+    const none = mapSection('30954-2', obs('', '', ''));
+    expect(one<Observation>(none, 'Observation').status).toBe('unknown');
+    expect(none.codes).toContain('ENTRY_INCOMPLETE');
+    const narrated = mapSection('47420-5', '<entry><observation classCode="OBS" moodCode="EVN"><code nullFlavor="OTH"/><text><reference value="#t"/></text><statusCode code="completed"/></observation></entry>', '<content ID="t">Marche avec aide</content>');
+    expectValid(narrated);
+    expect(one<Observation>(narrated, 'Observation').code).toEqual({ text: 'Marche avec aide' });
+    const absentCode = mapSection('47420-5', '<entry><observation classCode="OBS" moodCode="EVN"><code nullFlavor="UNK"/><statusCode code="completed"/></observation></entry>');
+    expectValid(absentCode);
+    expect(one<Observation>(absentCode, 'Observation').code).toEqual({ extension: [{ url: DAR, valueCode: 'unknown' }] });
+    expect(absentCode.codes).toContain('VALUE_NULL_FLAVOR');
+  });
+
+  it('resolves narrative references written without # (published examples do)', () => {
+    const m = mapSection('30954-2', '<entry><observation classCode="OBS" moodCode="EVN"><code nullFlavor="NI"/><text><reference value="n1"/></text><statusCode code="completed"/></observation></entry>', '<content ID="n1">Vigilance normale</content>');
+    expect(one<Observation>(m, 'Observation').code).toEqual({ text: 'Vigilance normale' });
+  });
+
+  it('reports negated and planned observations and extra values', () => {
+    const negated = mapSection('30954-2', obs('<value xsi:type="BL" value="true"/>').replace('moodCode="EVN"', 'moodCode="EVN" negationInd="true"'));
+    expect(negated.resources).toEqual([]);
+    expect(negated.codes).toEqual(['ENTRY_NOT_MAPPED']);
+    const planned = mapSection('30954-2', obs('').replace('moodCode="EVN"', 'moodCode="RQO"'));
+    expect(planned.resources).toEqual([]);
+    const two = mapSection('30954-2', obs('<value xsi:type="INT" value="1"/><value xsi:type="INT" value="2"/>'));
+    expect((one<Observation>(two, 'Observation')).valueInteger).toBe(1);
+    expect(two.codes).toContain('ENTRY_NOT_MAPPED');
+  });
+
+  it('an organizer becomes a panel with hasMember; members inherit its time; nested observations are members', () => {
+    const m = mapSection('8716-3', `<entry><organizer classCode="CLUSTER" moodCode="EVN"><id root="1.2.3.10"/>
+      <code code="85353-1" displayName="Signes vitaux" codeSystem="2.16.840.1.113883.6.1"/><statusCode code="completed"/>
+      <effectiveTime value="20210211"/>
+      <component><observation classCode="OBS" moodCode="EVN"><code code="29463-7" codeSystem="2.16.840.1.113883.6.1"/>
+        <statusCode code="completed"/><effectiveTime nullFlavor="NASK"/><value xsi:type="PQ" value="3900" unit="g"/></observation></component>
+      <component><observation classCode="OBS" moodCode="EVN"><code code="85354-9" codeSystem="2.16.840.1.113883.6.1"/>
+        <statusCode code="completed"/><effectiveTime value="20210211101000+0100"/>
+        <entryRelationship typeCode="COMP"><observation classCode="OBS" moodCode="EVN"><code code="8480-6" codeSystem="2.16.840.1.113883.6.1"/>
+          <statusCode code="completed"/><value xsi:type="PQ" value="120" unit="mm[Hg]"/></observation></entryRelationship></observation></component>
+      <component><procedure classCode="PROC" moodCode="EVN"/></component>
+    </organizer></entry>`);
+    expectValid(m);
+    const all = of<Observation>(m, 'Observation');
+    expect(all).toHaveLength(4);
+    const [panel, weight, bp, systolic] = all as [Observation, Observation, Observation, Observation];
+    expect(panel.code.coding?.[0]?.code).toBe('85353-1');
+    expect(panel.hasMember).toEqual([{ reference: urlOf(m, weight) }, { reference: urlOf(m, bp) }]);
+    expect(bp.hasMember).toEqual([{ reference: urlOf(m, systolic) }]);
+    expect(weight.effectiveDateTime).toBe('2021-02-11');
+    expect(all.every((o) => o.category?.[0]?.coding?.[0]?.code === 'vital-signs')).toBe(true);
+    expect(m.refs.map((r) => r.reference)).toEqual(all.map((o) => urlOf(m, o)));
+    expect(m.diagnostics.some((d) => d.startsWith('procedure as organizer component'))).toBe(true);
+  });
+
+  it('a CR-BIO results act yields laboratory observations', () => {
+    const m = mapSection('18719-5', `<entry typeCode="DRIV"><templateId root="1.3.6.1.4.1.19376.1.3.1"/>
+      <act classCode="ACT" moodCode="EVN"><code code="18719-5" codeSystem="2.16.840.1.113883.6.1"/><statusCode code="completed"/>
+        <entryRelationship typeCode="COMP"><observation classCode="OBS" moodCode="EVN"><code code="3016-3" codeSystem="2.16.840.1.113883.6.1"/>
+          <statusCode code="completed"/><value xsi:type="PQ" value="1.95" unit="m[IU]/L"/></observation></entryRelationship>
+        <entryRelationship typeCode="COMP"><organizer classCode="BATTERY" moodCode="EVN"><code code="24331-1" codeSystem="2.16.840.1.113883.6.1"/>
+          <statusCode code="active"/><component><observation classCode="OBS" moodCode="EVN"><code code="2093-3" codeSystem="2.16.840.1.113883.6.1"/>
+          <statusCode code="active"/><value xsi:type="PQ" value="5.2" unit="mmol/L"/></observation></component></organizer></entryRelationship>
+      </act></entry>`);
+    expectValid(m);
+    const all = of<Observation>(m, 'Observation');
+    expect(all.map((o) => o.code.coding?.[0]?.code)).toEqual(['3016-3', '24331-1', '2093-3']);
+    expect(all.every((o) => o.category?.[0]?.coding?.[0]?.code === 'laboratory')).toBe(true);
+    expect(all[1]?.status).toBe('preliminary');
+  });
+});
+
+// ---------------------------------------------------------------- care plan
+
+describe('care plan → CarePlan', () => {
+  it('collects the planned entries of 18776-5 into one CarePlan, in place', () => {
+    const m = mapSection('18776-5', `
+      <entry><procedure classCode="PROC" moodCode="INT"><code code="ECQH010" displayName="Angioscanner thoracique" codeSystem="1.2.250.1.215.300.1"/>
+        <text><reference value="#a1"/></text><statusCode code="active"/><effectiveTime nullFlavor="UNK"/>
+        <performer><assignedEntity><id root="1.2.250.1.71.4.2.1" extension="810000000004"/><assignedPerson><name><family>PETIT</family></name></assignedPerson></assignedEntity></performer></procedure></entry>
+      <entry><observation classCode="OBS" moodCode="EVN"><code code="X" codeSystem="1.2.3"/><statusCode code="completed"/><value xsi:type="ST">Fait</value></observation></entry>
+      <entry><observation classCode="OBS" moodCode="INT"><code code="ORG-064" displayName="Demande d'examen ou de suivi" codeSystem="1.2.250.1.213.1.1.4.322"/>
+        <statusCode code="active"/><effectiveTime value="20210101"/><value xsi:type="ST">Suivi par le psychiatre</value></observation></entry>
+      <entry><encounter classCode="ENC" moodCode="APT"><code code="AMB" codeSystem="2.16.840.1.113883.5.4"/><statusCode code="active"/><effectiveTime value="20191205"/></encounter></entry>
+      <entry><encounter classCode="ENC" moodCode="ARQ"><code code="AMB" codeSystem="2.16.840.1.113883.5.4"/></encounter></entry>
+      <entry><act classCode="ACT" moodCode="GOL"><code code="G" codeSystem="1.2.3"/></act></entry>`,
+    '<content ID="a1">Angioscanner</content>');
+    expectValid(m);
+    const plan = one<CarePlan>(m, 'CarePlan');
+    expect(plan).toMatchObject({ status: 'active', intent: 'plan', subject: { reference: PATIENT }, title: 'Titre' });
+    expect(plan.identifier?.[0]).toEqual({ system: 'urn:oid:1.2.250.1.999.7', value: 's1' });
+    const details = plan.activity?.map((a) => a.detail);
+    expect(details?.map((d) => [d?.kind, d?.status])).toEqual([
+      ['ServiceRequest', 'not-started'], ['ServiceRequest', 'not-started'], ['Appointment', 'scheduled'], ['Appointment', 'unknown'],
+    ]);
+    expect(details?.[0]?.code?.text).toBe('Angioscanner');
+    expect(details?.[0]?.performer?.[0]?.reference).toMatch(/^urn:uuid:/);
+    expect(details?.[1]?.description).toBe('Suivi par le psychiatre');
+    expect(details?.[1]?.scheduledPeriod).toEqual({ start: '2021-01-01', end: '2021-01-01' });
+    // The CarePlan takes the place of the first planned entry; the EVN observation stays an Observation.
+    const observation = one<Observation>(m, 'Observation');
+    expect(m.refs).toEqual([{ reference: urlOf(m, plan) }, { reference: urlOf(m, observation) }]);
+    expect(m.diagnostics.some((d) => d.startsWith('Planned act G'))).toBe(false);
+    expect(m.codes).toContain('ENTRY_NOT_MAPPED'); // the GOL act
+  });
+
+  it('a plan whose activities are all done is completed; without statuses it is unknown', () => {
+    const done = mapSection('18776-5', '<entry><procedure classCode="PROC" moodCode="INT"><code code="A" codeSystem="1.2.3"/><statusCode code="completed"/></procedure></entry>');
+    expect(one<CarePlan>(done, 'CarePlan').status).toBe('completed');
+    const unknown = mapSection('18776-5', '<entry><procedure classCode="PROC" moodCode="RQO"><code code="A" codeSystem="1.2.3"/></procedure></entry>');
+    expectValid(unknown);
+    expect(one<CarePlan>(unknown, 'CarePlan').status).toBe('unknown');
+    expect(unknown.codes.filter((c) => c === 'ENTRY_INCOMPLETE')).toHaveLength(2);
+  });
+});
+
+// ---------------------------------------------------------------- devices
+
+describe('devices → Device + DeviceUseStatement', () => {
+  it('a supply with a device participant (LDL-SES shape), UDI read', () => {
+    const m = mapSection('46264-8', `<entry><supply classCode="SPLY" moodCode="EVN"><id root="1.2.250.1.213.1.1.9.9" extension="eee"/>
+      <effectiveTime xsi:type="IVL_TS"><low value="20181203094914+0100"/></effectiveTime>
+      <participant typeCode="DEV"><participantRole classCode="MANU">
+        <id root="xxxxxxxx" extension="{01}00844588003288{17}141120{10}7654321D{21}10987654d321"/>
+        <playingDevice classCode="DEV" determinerCode="INSTANCE">
+          <code code="J010104" displayName="STIMULATEURS CARDIAQUES" codeSystem="1.2.250.1.213.2.68"/>
+          <manufacturerModelName>EDORA 8</manufacturerModelName></playingDevice>
+        <scopingEntity><desc>BIOTRONIK</desc></scopingEntity></participantRole></participant>${AUTHOR}</supply></entry>`);
+    expectValid(m);
+    const d = one<Device>(m, 'Device');
+    expect(d.type?.coding?.[0]?.code).toBe('J010104');
+    expect(d.identifier).toEqual([{ value: '{01}00844588003288{17}141120{10}7654321D{21}10987654d321' }]);
+    expect(d.udiCarrier?.[0]?.deviceIdentifier).toBe('00844588003288');
+    expect([d.lotNumber, d.serialNumber, d.manufacturer]).toEqual(['7654321D', '10987654d321', 'BIOTRONIK']);
+    expect(d.deviceName).toEqual([{ name: 'EDORA 8', type: 'model-name' }]);
+    expect(d.patient).toEqual({ reference: PATIENT });
+    const dus = one<DeviceUseStatement>(m, 'DeviceUseStatement');
+    expect(dus).toMatchObject({ status: 'active', device: { reference: urlOf(m, d) }, timingPeriod: { start: '2018-12-03T09:49:14+01:00' } });
+    expect(dus.source?.reference).toMatch(/^urn:uuid:/);
+    expect(m.refs).toEqual([{ reference: urlOf(m, d) }, { reference: urlOf(m, dus) }]);
+  });
+
+  it('a supply with an end of use is completed; without period or status the status is stated absent', () => {
+    const ended = mapSection('46264-8', '<entry><supply classCode="SPLY" moodCode="EVN"><effectiveTime><low value="2018"/><high value="2019"/></effectiveTime><participant typeCode="DEV"><participantRole><playingDevice><code code="D" codeSystem="1.2.3"/></playingDevice></participantRole></participant></supply></entry>');
+    expect(one<DeviceUseStatement>(ended, 'DeviceUseStatement').status).toBe('completed');
+    const unknown = mapSection('46264-8', '<entry><supply classCode="SPLY" moodCode="EVN"><participant typeCode="DEV"><participantRole><playingDevice><code code="D" codeSystem="1.2.3"/></playingDevice></participantRole></participant></supply></entry>');
+    expectValid(unknown);
+    expect((one<DeviceUseStatement>(unknown, 'DeviceUseStatement') as unknown as Loose)._status).toEqual({ extension: [{ url: DAR, valueCode: 'unknown' }] });
+    const noDevice = mapSection('46264-8', '<entry><supply classCode="SPLY" moodCode="EVN"/></entry>');
+    expect(noDevice.resources).toEqual([]);
+    expect(noDevice.codes).toEqual(['ENTRY_NOT_MAPPED']);
+  });
+
+  it('prosthesis observations (DLU-EHPAD shape): true → device in use, false → Observation', () => {
+    const m = mapSection('46264-8', `
+      <entry><observation classCode="OBS" moodCode="EVN"><id root="1.2.3.11"/><code code="P0102" displayName="PROTHÈSES DENTAIRES" codeSystem="1.2.250.1.213.2.68"/>
+        <statusCode code="completed"/><effectiveTime value="20200327153500+0100"/><value xsi:type="BL" value="true"/>
+        <targetSiteCode code="264217000" displayName="supérieur" codeSystem="2.16.840.1.113883.6.96"/></observation></entry>
+      <entry><observation classCode="OBS" moodCode="EVN"><code code="Q021003" codeSystem="1.2.250.1.213.2.68"/>
+        <statusCode code="completed"/><value xsi:type="BL" value="false"/></observation></entry>
+      <entry><observation classCode="OBS" moodCode="EVN"><code code="GEN-092.02.01" displayName="Autre" codeSystem="1.2.250.1.213.1.1.4.322"/>
+        <statusCode code="completed"/><value xsi:type="ST">Déambulateur</value></observation></entry>`);
+    expectValid(m);
+    const devices = of<Device>(m, 'Device');
+    const uses = of<DeviceUseStatement>(m, 'DeviceUseStatement');
+    expect(devices.map((d) => d.type?.coding?.[0]?.code)).toEqual(['P0102', 'GEN-092.02.01']);
+    expect(uses.map((u) => u.status)).toEqual(['active', 'active']);
+    expect(uses[0]).toMatchObject({ timingDateTime: '2020-03-27T15:35:00+01:00', bodySite: { coding: [{ code: '264217000' }] } });
+    expect(uses[1]?.note).toEqual([{ text: 'Déambulateur' }]);
+    expect(one<Observation>(m, 'Observation').valueBoolean).toBe(false);
+    expect(m.refs).toHaveLength(5);
+  });
+});
+
+// ---------------------------------------------------------------- annexes
+
+describe('annexed documents → DocumentReference', () => {
+  const pdf = Buffer.from('%PDF-1.4\n%âãÏÓ\n1 0 obj\n<<>>\nendobj\ntrailer\n<<>>\n%%EOF\n').toString('base64');
+  const wrapped = pdf.replace(/(.{16})/g, '$1\n\t\t');
+  const attached = (mediaType: string, payload: string, code = '55107-7'): string => `<entry><organizer classCode="CLUSTER" moodCode="EVN">
+    <templateId root="1.2.250.1.213.1.1.3.18"/><id root="1.2.3.12" extension="d1"/>
+    <code code="${code}" displayName="Document attaché" codeSystem="2.16.840.1.113883.6.1"/><statusCode code="completed"/>
+    <component><observation classCode="OBS" moodCode="EVN"><code code="69764-9" codeSystem="2.16.840.1.113883.6.1"/>
+      <statusCode code="completed"/><value xsi:type="CD" code="11502-2" displayName="CR d'examens biologiques" codeSystem="2.16.840.1.113883.6.1"/></observation></component>
+    <component><observationMedia classCode="OBS" moodCode="EVN" ID="doc-1"><value mediaType="${mediaType}" representation="B64">${payload}</value></observationMedia></component>
+  </organizer></entry>`;
+
+  it('an FR-Document-attache organizer becomes a DocumentReference with the PDF', () => {
+    const m = mapSection('55107-7', attached('application/pdf', wrapped));
+    expectValid(m);
+    const doc = one<DocumentReference>(m, 'DocumentReference');
+    expect(doc.status).toBe('current');
+    expect(doc.subject).toEqual({ reference: PATIENT });
+    expect(doc.type?.coding?.[0]?.code).toBe('11502-2');
+    const att = doc.content[0]?.attachment;
+    expect(att).toMatchObject({ contentType: 'application/pdf', data: pdf, title: "CR d'examens biologiques", size: Buffer.from(pdf, 'base64').length });
+    expect(m.codes).toEqual([]);
+    expect(m.refs).toEqual([{ reference: urlOf(m, doc) }]);
+  });
+
+  it('links the Binary the media module made, and works in a 55108-5 section', () => {
+    const root = parseXml(Buffer.from(wrap(`<section><code code="55108-5" codeSystem="2.16.840.1.113883.6.1"/><title>Copie</title>
+      <text><renderMultiMedia referencedObject="doc-1"/></text>${attached('application/pdf', pdf)}</section>`)));
+    const ctx = new ConversionContext('doc', 'salt', root);
+    ctx.patient = { reference: PATIENT };
+    mapObservationMedia(ctx, findFirst(root, 'structuredBody', HL7_NS) as XElement);
+    const m = result(ctx, mapSectionEntries(ctx, findFirst(root, 'section', HL7_NS) as XElement, '55108-5'));
+    expectValid(m);
+    const binary = one<Resource>(m, 'Binary');
+    expect(one<DocumentReference>(m, 'DocumentReference').content[0]?.attachment.url).toBe(urlOf(m, binary));
+  });
+
+  it('reports a payload that claims PDF but is not, and refuses one that is not base64', () => {
+    const notPdf = mapSection('55107-7', attached('application/pdf', Buffer.from('<html>bonjour</html>').toString('base64')));
+    expectValid(notPdf);
+    expect(of(notPdf, 'DocumentReference')).toHaveLength(1);
+    expect(notPdf.codes).toEqual(['MEDIA_TYPE_MISMATCH']);
+    const broken = mapSection('55107-7', attached('application/pdf', '%%% pas du base64 %%%'));
+    expect(of(broken, 'DocumentReference')).toEqual([]);
+    expect(broken.codes).toEqual(['MEDIA_TYPE_MISMATCH', 'ENTRY_NOT_MAPPED']);
+  });
+
+  it('an attached-document organizer is recognised in any section; observationMedia elsewhere is left to the media module', () => {
+    const anywhere = mapSection('30954-2', attached('text/plain', Buffer.from('bonjour').toString('base64')));
+    expect(one<DocumentReference>(anywhere, 'DocumentReference').content[0]?.attachment.contentType).toBe('text/plain');
+    const media = mapSection('30954-2', `<entry><observationMedia ID="img1"><value mediaType="image/png" representation="B64">${Buffer.from('png').toString('base64')}</value></observationMedia></entry>`);
+    expect(media.resources).toEqual([]);
+    expect(media.codes).toEqual([]);
+    const direct = mapSection('55107-7', `<entry><observationMedia ID="img2"><value mediaType="image/jpeg" representation="B64">${Buffer.from('jpg').toString('base64')}</value></observationMedia></entry>`);
+    expectValid(direct);
+    expect(one<DocumentReference>(direct, 'DocumentReference').content[0]?.attachment.title).toBe('Titre');
+    const empty = mapSection('55107-7', '<entry><organizer classCode="CLUSTER" moodCode="EVN"><code code="55107-7" codeSystem="2.16.840.1.113883.6.1"/></organizer></entry>');
+    expect(empty.codes).toEqual(['ENTRY_NOT_MAPPED']);
+  });
+});
+
+// ---------------------------------------------------------------- everything else
+
+describe('what is not mapped is reported', () => {
+  it('encounters, unknown acts, empty entries, document-status observations', () => {
+    const m = mapSection('42545-4', `
+      <entry><encounter classCode="ENC" moodCode="EVN"><code code="AMB" codeSystem="2.16.840.1.113883.5.4"/></encounter></entry>
+      <entry><act classCode="ACT" moodCode="EVN"><code code="80413-8" codeSystem="2.16.840.1.113883.6.1"/></act></entry>
+      <entry/>
+      <entry><regionOfInterest/></entry>`);
+    expect(m.resources).toEqual([]);
+    expect(m.codes).toEqual(['ENTRY_NOT_MAPPED', 'ENTRY_NOT_MAPPED', 'ENTRY_NOT_MAPPED', 'ENTRY_NOT_MAPPED']);
+    const status = mapSection('33557-0', '<entry><observation classCode="OBS" moodCode="EVN"><code code="GEN-065" codeSystem="1.2.250.1.213.1.1.4.322"/></observation></entry>');
+    expect(status.resources).toEqual([]);
+    expect(status.codes).toEqual(['ENTRY_NOT_MAPPED']);
+  });
+
+  it('ids are deterministic and a section without code is mapped by shape', () => {
+    const entry = '<entry><observation classCode="OBS" moodCode="EVN"><code code="X" codeSystem="1.2.3"/><statusCode code="completed"/></observation></entry>';
+    const a = mapSection(undefined, entry);
+    const b = mapSection(undefined, entry);
+    expect(a.resources[0]?.id).toBeDefined();
+    expect(a.resources[0]?.id).toBe(b.resources[0]?.id);
+    expect(a.refs).toEqual(b.refs);
+  });
+
+  it('nested sections are left to the caller', () => {
+    const m = mapSection('30954-2', '<component><section><code code="8716-3" codeSystem="2.16.840.1.113883.6.1"/><entry><observation classCode="OBS" moodCode="EVN"><code code="X" codeSystem="1.2.3"/></observation></entry></section></component>');
+    expect(m.resources).toEqual([]);
+    expect(m.refs).toEqual([]);
+  });
+});
+
+// ---------------------------------------------------------------- corpus
+
+function sectionsOf(el: XElement): XElement[] {
+  const out: XElement[] = [];
+  const walk = (e: XElement): void => {
+    if (e.name === 'section') out.push(e);
+    for (const c of e.children) if (typeof c !== 'string') walk(c);
+  };
+  walk(el);
+  return out;
+}
+
+/** Maps every section of a document, in one context, as the converter does. */
+function mapDocument(root: XElement): Mapped & { perSection: Map<string, Reference[]> } {
+  const doc = root.name === 'ClinicalDocument' ? root : (findFirst(root, 'ClinicalDocument', HL7_NS) as XElement);
+  const ctx = new ConversionContext('doc', 'salt', doc);
+  ctx.patient = { reference: PATIENT };
+  const body = child(child(doc, 'component'), 'structuredBody');
+  if (body) mapObservationMedia(ctx, body);
+  const perSection = new Map<string, Reference[]>();
+  const refs: Reference[] = [];
+  for (const s of sectionsOf(doc)) {
+    const loinc = coding(child(s, 'code'));
+    const code = loinc?.system === 'http://loinc.org' ? loinc.code : undefined;
+    const r = mapSectionEntries(ctx, s, code);
+    perSection.set(`${code}#${perSection.size}`, r);
+    refs.push(...r);
+  }
+  return { ...result(ctx, refs), perSection };
+}
+
+function loadCorpusDocument(name: string): XElement {
+  const path = join(CORPUS_DIR, name);
+  if (!existsSync(CORPUS_DIR) || !existsSync(path)) {
+    throw new Error(`CDA corpus document ${path} not found: these tests need the ANS example documents in ${CORPUS_DIR} (set PASSERELLE_CORPUS to their folder).`);
+  }
+  return parseXml(readFileSync(path));
+}
+
+const count = (m: Mapped, type: string): number => m.resources.filter((r) => r.resourceType === type).length;
+
+describe('ANS corpus', () => {
+  it('LDL-SES_2022.01: every section maps, every resource is valid', () => {
+    const m = mapDocument(loadCorpusDocument('LDL-SES_2022.01.xml'));
+    expectValid(m);
+    expect(count(m, 'Observation')).toBe(10); // 42545-4 simple observations
+    expect(of<MedicationStatement>(m, 'MedicationStatement').map((s) => s.medicationCodeableConcept?.text)).toEqual(['SOLIAN 100 mg', 'LEPONEX 100 mg']);
+    expect(one<CarePlan>(m, 'CarePlan').activity).toHaveLength(3);
+    expect(count(m, 'Device')).toBe(1);
+    expect(count(m, 'DeviceUseStatement')).toBe(1);
+    // The allergy entry names no substance ("Aucune allergie" in the narrative): reported, not invented.
+    expect(count(m, 'AllergyIntolerance')).toBe(0);
+    expect(m.diagnostics.some((d) => d.includes('Allergy observation naming no substance'))).toBe(true);
+  });
+
+  it('DLU-EHPAD-FLUDT_2022.01: every section maps, every resource is valid', () => {
+    const m = mapDocument(loadCorpusDocument('DLU-EHPAD-FLUDT_2022.01.xml'));
+    expectValid(m);
+    const panel = of<Observation>(m, 'Observation').find((o) => o.code.coding?.[0]?.code === '85353-1');
+    expect(panel?.hasMember).toHaveLength(5);
+    expect(count(m, 'Device')).toBe(6);
+    expect(count(m, 'DeviceUseStatement')).toBe(6);
+    const ms = one<MedicationStatement>(m, 'MedicationStatement');
+    expect(ms.medicationCodeableConcept).toEqual({ extension: [{ url: DAR, valueCode: 'unknown' }] });
+    expect(ms.effectivePeriod?.start).toBe('2020-03-27T12:00:00+01:00');
+  });
+
+  it.each(['BIO-CR-BIO_2024.01_TSH_1.xml', 'CSE-MDE_2023.01.xml', 'DOC_NON_STRUCTURE_CDA-R2-N1.xml'])('%s: maps without error', (name) => {
+    const m = mapDocument(loadCorpusDocument(name));
+    expectValid(m);
+    if (name.startsWith('BIO')) {
+      expect(of<Observation>(m, 'Observation').filter((o) => o.category?.[0]?.coding?.[0]?.code === 'laboratory')).toHaveLength(2);
+      expect(one<DocumentReference>(m, 'DocumentReference').content[0]?.attachment.contentType).toBe('application/pdf');
+    }
+    if (name.startsWith('CSE')) expect(count(m, 'Observation')).toBe(4);
+  });
+});
+
+// ---------------------------------------------------------------- hostile input
+
+const JUNK = ['', ' ', 'x', '#', '-1', '0', '1e400', 'NaN', '20201340', '2020022930', '99999999999999999999', 'true ', 'UNK', '+100', '\u00a0', '{01}'];
+const XSI_TYPES = ['PQ', 'CD', 'ST', 'BL', 'INT', 'REAL', 'IVL_PQ', 'TS', 'IVL_TS', 'RTO', 'ED', 'PIVL_TS', 'EIVL_TS', 'SXPR_TS', 'ANY', 'hl7:PQ'];
+
+type Mutation =
+  | { kind: 'drop'; at: number }
+  | { kind: 'nullFlavor'; at: number; flavor: string }
+  | { kind: 'attr'; at: number; junk: number }
+  | { kind: 'type'; at: number; type: number }
+  | { kind: 'duplicate'; at: number }
+  | { kind: 'text'; at: number; junk: number };
+
+const mutationArb: fc.Arbitrary<Mutation> = fc.oneof(
+  fc.record({ kind: fc.constant('drop' as const), at: fc.nat() }),
+  fc.record({ kind: fc.constant('nullFlavor' as const), at: fc.nat(), flavor: fc.constantFrom('UNK', 'NA', 'NI', 'ASKU', 'OTH', 'MSK') }),
+  fc.record({ kind: fc.constant('attr' as const), at: fc.nat(), junk: fc.nat() }),
+  fc.record({ kind: fc.constant('type' as const), at: fc.nat(), type: fc.nat() }),
+  fc.record({ kind: fc.constant('duplicate' as const), at: fc.nat() }),
+  fc.record({ kind: fc.constant('text' as const), at: fc.nat(), junk: fc.nat() }),
+);
+
+/** A mutable copy of the tree (parent links rebuilt). */
+function copy(el: XElement, parent: XElement | undefined): XElement {
+  const out: XElement = { name: el.name, ns: el.ns, attrs: { ...el.attrs }, children: [], parent };
+  for (const c of el.children) out.children.push(typeof c === 'string' ? c : copy(c, out));
+  return out;
+}
+
+function all(el: XElement): XElement[] {
+  const out: XElement[] = [el];
+  for (const c of el.children) if (typeof c !== 'string') out.push(...all(c));
+  return out;
+}
+
+function inEntry(el: XElement): boolean {
+  for (let cur = el.parent; cur; cur = cur.parent) if (cur.name === 'entry') return true;
+  return false;
+}
+
+/** Applies the mutations inside the body (the header is other modules' business), or inside entries only. */
+function mutate(root: XElement, mutations: Mutation[], entriesOnly = false): XElement {
+  const doc = copy(root, undefined);
+  for (const mu of mutations) {
+    const body = findFirst(doc, 'structuredBody', HL7_NS);
+    if (!body) break;
+    const nodes = all(body).slice(1).filter((n) => !entriesOnly || inEntry(n));
+    const target = nodes[mu.at % Math.max(nodes.length, 1)];
+    if (!target?.parent) continue;
+    const siblings = target.parent.children;
+    const attrs = target.attrs as Record<string, string>;
+    switch (mu.kind) {
+      case 'drop':
+        siblings.splice(siblings.indexOf(target), 1);
+        break;
+      case 'nullFlavor':
+        for (const k of Object.keys(attrs)) if (k !== 'xsi:type') delete attrs[k];
+        attrs.nullFlavor = mu.flavor;
+        target.children.length = 0;
+        break;
+      case 'attr': {
+        const keys = Object.keys(attrs);
+        const key = keys[mu.junk % Math.max(keys.length, 1)] ?? 'value';
+        attrs[key] = JUNK[mu.junk % JUNK.length] as string;
+        break;
+      }
+      case 'type':
+        attrs['xsi:type'] = XSI_TYPES[mu.type % XSI_TYPES.length] as string;
+        break;
+      case 'duplicate':
+        siblings.splice(siblings.indexOf(target), 0, copy(target, target.parent));
+        break;
+      case 'text': {
+        const t: XNode = JUNK[mu.junk % JUNK.length] as string;
+        target.children.push(t);
+        break;
+      }
+    }
+  }
+  return doc;
+}
+
+describe('hostile input', () => {
+  for (const name of ['LDL-SES_2022.01.xml', 'DLU-EHPAD-FLUDT_2022.01.xml', 'BIO-CR-BIO_2024.01_TSH_1.xml']) {
+    it(`${name}: randomly damaged bodies map without throwing, to valid resources`, () => {
+      const original = loadCorpusDocument(name);
+      fc.assert(
+        fc.property(fc.array(mutationArb, { minLength: 1, maxLength: 12 }), (mutations) => {
+          const m = mapDocument(mutate(original, mutations));
+          expectValid(m);
+        }),
+        { numRuns: 150, seed: 20240611 },
+      );
+    });
+  }
+
+  it('a synthetic document with every entry shape, damaged inside its entries', () => {
+    const section = (code: string, entries: string): string => `<component><section><code code="${code}" codeSystem="2.16.840.1.113883.6.1"/><title>S</title>
+      <text><content ID="n1">texte</content></text>${entries}</section></component>`;
+    const obs = (body: string, mood = 'EVN'): string => `<observation classCode="OBS" moodCode="${mood}"><id root="1.2.3"/><code code="C" codeSystem="1.2.3"/>
+      <text><reference value="#n1"/></text><statusCode code="completed"/><effectiveTime><low value="2020"/><high value="2021"/></effectiveTime>${body}</observation>`;
+    const author = AUTHOR;
+    const sa = (mood: string): string => `<substanceAdministration classCode="SBADM" moodCode="${mood}"><id root="1.2.3"/><text><reference value="#n1"/></text><statusCode code="active"/>
+      <effectiveTime xsi:type="IVL_TS"><low value="2024"/><high value="2025"/></effectiveTime><effectiveTime xsi:type="PIVL_TS"><period value="12" unit="h"/></effectiveTime>
+      <effectiveTime xsi:type="EIVL_TS"><event code="HS"/></effectiveTime><routeCode code="PO" codeSystem="2.16.840.1.113883.5.112"/>
+      <doseQuantity><low value="1" unit="mg"/><high value="2" unit="mg"/></doseQuantity><rateQuantity value="1" unit="mL/h"/>
+      <maxDoseQuantity><numerator value="3" unit="g"/><denominator value="1" unit="d"/></maxDoseQuantity>
+      <consumable><manufacturedProduct><manufacturedMaterial><code code="1" codeSystem="1.2.3"><originalText><reference value="#n1"/></originalText></code><name>X</name><lotNumberText>L</lotNumberText></manufacturedMaterial>
+      <manufacturerOrganization><name>Labo</name></manufacturerOrganization></manufacturedProduct></consumable>
+      <performer><assignedEntity><id root="1.2.250.1.71.4.2.1" extension="810000000009"/><assignedPerson><name><family>B</family></name></assignedPerson></assignedEntity></performer>${author}
+      <precondition><criterion><value xsi:type="CD" code="R" codeSystem="1.2.3"/></criterion></precondition>
+      <entryRelationship typeCode="COMP"><substanceAdministration classCode="SBADM" moodCode="INT"><doseQuantity value="1"/></substanceAdministration></entryRelationship>
+      <entryRelationship typeCode="RSON">${obs('<value xsi:type="CD" code="R" codeSystem="1.2.3"/>')}</entryRelationship>
+      <entryRelationship typeCode="SUBJ"><observation classCode="OBS" moodCode="EVN"><code code="30973-2" codeSystem="2.16.840.1.113883.6.1"/><value xsi:type="INT" value="1"/></observation></entryRelationship>
+      <entryRelationship typeCode="CAUS">${obs('<value xsi:type="CD" code="R" codeSystem="1.2.3"/>')}</entryRelationship></substanceAdministration>`;
+    const concern = (template: string): string => `<act classCode="ACT" moodCode="EVN"><templateId root="1.3.6.1.4.1.19376.1.5.3.1.4.5.1"/><templateId root="${template}"/>
+      <id root="1.2.3"/><code nullFlavor="NA"/><statusCode code="active"/><effectiveTime><low value="2020"/></effectiveTime>${author}
+      <entryRelationship typeCode="SUBJ">${obs(`<value xsi:type="CD" code="V" codeSystem="1.2.3"/>${author}
+        <participant typeCode="CSM"><participantRole><playingEntity><code code="S" codeSystem="1.2.3"/><name>Subst</name></playingEntity></participantRole></participant>
+        <entryRelationship typeCode="MFST">${obs('<value xsi:type="CD" code="M" codeSystem="1.2.3"/>')}</entryRelationship>
+        <entryRelationship typeCode="SUBJ"><observation classCode="OBS" moodCode="EVN"><templateId root="1.3.6.1.4.1.19376.1.5.3.1.4.1"/><code code="SEV" codeSystem="2.16.840.1.113883.5.4"/><value xsi:type="CD" code="H" codeSystem="2.16.840.1.113883.5.1063"/></observation></entryRelationship>
+        <entryRelationship typeCode="REFR"><observation classCode="OBS" moodCode="EVN"><templateId root="1.3.6.1.4.1.19376.1.5.3.1.4.1.1"/><code code="33999-4" codeSystem="2.16.840.1.113883.6.1"/><value xsi:type="CD" code="55561003" codeSystem="2.16.840.1.113883.6.96"/></observation></entryRelationship>
+        <entryRelationship typeCode="SUBJ"><act classCode="ACT" moodCode="EVN"><templateId root="1.3.6.1.4.1.19376.1.5.3.1.4.2"/><text>Note</text></act></entryRelationship>`)}</entryRelationship></act>`;
+    const organizer = `<organizer classCode="CLUSTER" moodCode="EVN"><id root="1.2.3"/><code code="85353-1" codeSystem="2.16.840.1.113883.6.1"/><statusCode code="completed"/><effectiveTime value="2021"/>
+      <component>${obs('<value xsi:type="PQ" value="1" unit="kg"/><interpretationCode code="N" codeSystem="2.16.840.1.113883.5.83"/><referenceRange><observationRange><value xsi:type="IVL_PQ"><low value="1" unit="kg"/></value></observationRange></referenceRange>')}</component>
+      <component><organizer classCode="BATTERY" moodCode="EVN"><code code="P" codeSystem="1.2.3"/><component>${obs('<value xsi:type="IVL_PQ"><low value="1"/><high value="2"/></value>')}</component></organizer></component></organizer>`;
+    const supply = `<supply classCode="SPLY" moodCode="EVN"><id root="1.2.3"/><effectiveTime><low value="2020"/></effectiveTime>${author}
+      <participant typeCode="DEV"><participantRole><id root="1.2.3" extension="{01}12345678901234{10}LOT"/><playingDevice><code code="D" codeSystem="1.2.3"/><manufacturerModelName>M</manufacturerModelName></playingDevice></participantRole></participant></supply>`;
+    const pdf = Buffer.from('%PDF-1.4 fake').toString('base64');
+    const annex = `<organizer classCode="CLUSTER" moodCode="EVN"><code code="55107-7" codeSystem="2.16.840.1.113883.6.1"/>
+      <component>${obs('<value xsi:type="CD" code="11502-2" codeSystem="2.16.840.1.113883.6.1"/>').replace('code="C"', 'code="69764-9"')}</component>
+      <component><observationMedia ID="m1"><value mediaType="application/pdf" representation="B64">${pdf}</value></observationMedia></component></organizer>`;
+    const e = (x: string): string => `<entry>${x}</entry>`;
+    const sink = parseXml(Buffer.from(wrap([
+      section('11450-4', e(concern('1.3.6.1.4.1.19376.1.5.3.1.4.5.2')) + e(obs('<value xsi:type="CD" code="V" codeSystem="1.2.3"/>'))),
+      section('48765-2', e(concern('1.3.6.1.4.1.19376.1.5.3.1.4.5.3'))),
+      section('10160-0', e(sa('EVN')) + e(sa('INT'))),
+      section('11369-6', e(sa('EVN'))),
+      section('47519-4', e(`<procedure classCode="PROC" moodCode="EVN"><code code="P" codeSystem="1.2.3"/><statusCode code="completed"/><effectiveTime value="2020"/>
+        <targetSiteCode code="S" codeSystem="1.2.3"/>${author}<entryRelationship typeCode="RSON">${obs('')}</entryRelationship></procedure>`)),
+      section('8716-3', e(organizer)),
+      section('18719-5', e(`<act classCode="ACT" moodCode="EVN"><code code="18719-5" codeSystem="2.16.840.1.113883.6.1"/><entryRelationship typeCode="COMP">${obs('<value xsi:type="ST">x</value>')}</entryRelationship>
+        <entryRelationship typeCode="COMP">${organizer}</entryRelationship></act>`)),
+      section('18776-5', e(`<procedure classCode="PROC" moodCode="INT"><code code="P" codeSystem="1.2.3"/><statusCode code="active"/><effectiveTime value="2025"/></procedure>`) +
+        e(obs('<value xsi:type="ST">Suivi</value>', 'RQO')) + e('<encounter classCode="ENC" moodCode="APT"><code code="AMB" codeSystem="2.16.840.1.113883.5.4"/><statusCode code="active"/></encounter>') + e(sa('INT'))),
+      section('46264-8', e(supply) + e(obs('<value xsi:type="BL" value="true"/><targetSiteCode code="T" codeSystem="1.2.3"/>')) + e(obs('<value xsi:type="BL" value="false"/>'))),
+      section('55107-7', e(annex)),
+      section('30954-2', e(obs('<value xsi:type="RTO"><numerator value="1"/><denominator value="2"/></value>')) + e(obs('<value xsi:type="TS" value="20200101"/>'))),
+    ].join(''))));
+    const baseline = mapDocument(sink);
+    expectValid(baseline);
+    for (const type of ENTRY_TYPES) expect(count(baseline, type), type).toBeGreaterThan(0);
+    fc.assert(
+      fc.property(fc.array(mutationArb, { minLength: 1, maxLength: 8 }), (mutations) => {
+        expectValid(mapDocument(mutate(sink, mutations, true)));
+      }),
+      { numRuns: 300, seed: 7 },
+    );
+  });
+
+  it('synthetic snippets with every element stripped one at a time', () => {
+    const root = parseXml(Buffer.from(wrap(`<section><code code="10160-0" codeSystem="2.16.840.1.113883.6.1"/><text/>
+      <entry><substanceAdministration classCode="SBADM" moodCode="EVN"><statusCode code="active"/>
+        <effectiveTime xsi:type="IVL_TS"><low value="2024"/></effectiveTime><effectiveTime xsi:type="PIVL_TS"><period value="1" unit="d"/></effectiveTime>
+        <doseQuantity value="1"/><consumable><manufacturedProduct><manufacturedMaterial><code code="1" codeSystem="1.2.3"/><name>X</name></manufacturedMaterial></manufacturedProduct></consumable>
+      </substanceAdministration></entry></section>`)));
+    const count = all(root).length;
+    for (let i = 1; i < count; i++) {
+      const m = mapDocument(mutate(root, [{ kind: 'drop', at: i }]));
+      expectValid(m);
+    }
+  });
+});
