@@ -75,8 +75,25 @@ export function mapHeader(ctx: ConversionContext, doc: XElement, patient: Patien
   }
   if (relates.length) composition.relatesTo = relates;
 
+  if (isInProgress(doc)) composition.status = 'preliminary';
   mapParticipants(ctx, doc, patient, composition);
   return { composition, ref: ctx.add(composition, 'composition') };
+}
+
+/**
+ * CI-SIS "Statut du document" section (LOINC 33557-0): an observation valued SNOMED CT 385651009
+ * (in progress) marks a letter sent before it is final, e.g. awaiting results → preliminary.
+ */
+function isInProgress(doc: XElement): boolean {
+  for (const comp of children(at(doc, 'component', 'structuredBody'), 'component')) {
+    const section = child(comp, 'section');
+    if (attr(child(section, 'code'), 'code') !== '33557-0') continue;
+    for (const entry of children(section, 'entry')) {
+      const value = at(entry, 'observation', 'value');
+      if (attr(value, 'code') === '385651009' && attr(value, 'codeSystem') === '2.16.840.1.113883.6.96') return true;
+    }
+  }
+  return false;
 }
 
 /** ClinicalDocument/effectiveTime is 1..1 in CDA and Composition.date 1..1 in FHIR: no date, no Bundle. */

@@ -33,11 +33,28 @@ export interface XmlLimits {
   maxElements: number;
 }
 
+/**
+ * A 76 KB liaison letter has about 2 000 elements; a 50 MB document is mostly base64. Half a
+ * million elements leaves room for very large tables while bounding the tree to ~100 MB.
+ */
 export const DEFAULT_XML_LIMITS: XmlLimits = {
   maxBytes: 50 * 1024 * 1024,
   maxDepth: 256,
-  maxElements: 2_000_000,
+  maxElements: 500_000,
 };
+
+/** Shared by every element without attributes or children (most of a CDA): saves two objects each. */
+const NO_ATTRS: Readonly<Record<string, string>> = Object.freeze({});
+const NO_CHILDREN: XNode[] = Object.freeze([]) as unknown as XNode[];
+
+/** The parser's mutable view of an element, to replace the shared empty children on first child. */
+type Building = { -readonly [K in keyof XElement]: XElement[K] };
+
+function appendChild(parent: XElement, node: XNode): void {
+  const p = parent as Building;
+  if (p.children === NO_CHILDREN) p.children = [node];
+  else p.children.push(node);
+}
 
 /** Parses bytes into the element tree of the document element. */
 export function parseXml(input: Uint8Array, limits: XmlLimits = DEFAULT_XML_LIMITS): XElement {
@@ -64,14 +81,14 @@ export function parseXml(input: Uint8Array, limits: XmlLimits = DEFAULT_XML_LIMI
     if (stack.length >= limits.maxDepth) {
       fail(new PasserelleError('CDA_TOO_DEEP', `Elements nest deeper than ${limits.maxDepth}.`, `line ${parser.line}`));
     }
-    const attrs: Record<string, string> = {};
+    let attrs: Record<string, string> | undefined;
     for (const a of Object.values(tag.attributes)) {
       if (a.prefix === 'xmlns' || a.name === 'xmlns') continue;
-      attrs[a.prefix ? `${a.prefix}:${a.local}` : a.local] = a.value;
+      (attrs ??= {})[a.prefix ? `${a.prefix}:${a.local}` : a.local] = a.value;
     }
     const parent = stack[stack.length - 1];
-    const el: XElement = { name: tag.local, ns: tag.uri, attrs, children: [], parent };
-    if (parent) parent.children.push(el);
+    const el: XElement = { name: tag.local, ns: tag.uri, attrs: attrs ?? NO_ATTRS, children: NO_CHILDREN, parent };
+    if (parent) appendChild(parent, el);
     else root = el;
     stack.push(el);
   });
@@ -80,7 +97,7 @@ export function parseXml(input: Uint8Array, limits: XmlLimits = DEFAULT_XML_LIMI
   });
   const onText = (t: string): void => {
     const parent = stack[stack.length - 1];
-    if (parent) parent.children.push(t);
+    if (parent) appendChild(parent, t);
   };
   parser.on('text', onText);
   parser.on('cdata', onText);
@@ -193,6 +210,27 @@ export function findFirst(el: XElement, name: string, ns: string): XElement | un
   return undefined;
 }
 
+/** Per parent: each child element's position among its same-named siblings, and how many share its name. */
+const positions = new WeakMap<XElement, Map<XElement, { index: number; of: number }>>();
+
+function positionOf(parent: XElement, el: XElement): { index: number; of: number } {
+  let map = positions.get(parent);
+  if (!map) {
+    // Built once per parent, so that reporting every one of n siblings stays linear.
+    map = new Map();
+    const counts = new Map<string, number>();
+    for (const c of parent.children) {
+      if (typeof c === 'string') continue;
+      const n = (counts.get(c.name) ?? 0) + 1;
+      counts.set(c.name, n);
+      map.set(c, { index: n, of: 0 });
+    }
+    for (const [c, pos] of map) pos.of = counts.get(c.name) ?? 1;
+    positions.set(parent, map);
+  }
+  return map.get(el) ?? { index: 1, of: 1 };
+}
+
 /** An XPath-like location of an element, e.g. `/ClinicalDocument/component/structuredBody/component[2]/section`. */
 export function pathOf(el: XElement): string {
   const steps: string[] = [];
@@ -201,8 +239,8 @@ export function pathOf(el: XElement): string {
     const parent: XElement | undefined = cur.parent;
     let step = cur.name;
     if (parent) {
-      const same = parent.children.filter((c): c is XElement => typeof c !== 'string' && c.name === cur!.name);
-      if (same.length > 1) step += `[${same.indexOf(cur) + 1}]`;
+      const pos = positionOf(parent, cur);
+      if (pos.of > 1) step += `[${pos.index}]`;
     }
     steps.unshift(step);
     if (cur.name === 'ClinicalDocument' && cur.ns === HL7_NS) break;

@@ -102,13 +102,13 @@ export function mapAnnexEntry(ctx: ConversionContext, st: XElement, sectionCode:
     if (contentType === 'application/pdf' && !isPdf(data)) {
       ctx.report.warn('MEDIA_TYPE_MISMATCH', 'Embedded document claims application/pdf but has no %PDF magic.', holder);
     }
-    const attachment: Attachment = { contentType, data, size: decodedSize(data) };
-    const title = entryText(ctx, holder) ?? kind.title ?? sectionTitle;
-    if (title) attachment.title = title;
     const id = attr(holder, 'ID');
     const binary = id ? ctx.media.get(id)?.url : undefined;
-    // Same bytes as the Binary the media module made for renderMultiMedia (R4 Attachment: url and data agree).
-    if (binary) attachment.url = binary;
+    // When the media module already holds these bytes as a Binary, point to it rather than carry
+    // them twice (R4 Attachment: url or data); otherwise the data travels in the attachment.
+    const attachment: Attachment = binary ? { contentType, url: binary, size: decodedSize(data) } : { contentType, data, size: decodedSize(data) };
+    const title = entryText(ctx, holder) ?? kind.title ?? sectionTitle;
+    if (title) attachment.title = title;
     const doc: DocumentReference = { resourceType: 'DocumentReference', status: 'current', content: [{ attachment }] };
     const ids = identifiers(ctx, holder);
     const own = ids.length ? ids : identifiers(ctx, st);

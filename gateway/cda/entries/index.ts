@@ -10,7 +10,7 @@
  * | 18776-5                               | planned act/procedure/observation/…    | one CarePlan (activity.detail)    |
  * | 46264-8                               | supply with device / observation       | Device + DeviceUseStatement       |
  * | 55107-7, 55108-5 (or organizer 55107-7) | observationMedia / ED value          | DocumentReference                 |
- * | 33557-0 (document status)             | —                                      | not mapped (a Composition matter) |
+ * | 33557-0 (document status)             | —                                      | Composition.status (header)        |
  * | any other                             | substanceAdministration                | MedicationStatement               |
  * |                                       | procedure (EVN)                        | Procedure                         |
  * |                                       | observation, organizer, results act    | Observation (panel + members)     |
@@ -49,7 +49,7 @@ const LABORATORY = new Set([
 ]);
 /** Sections whose entries describe the document, not the patient. */
 const NOT_CLINICAL: Readonly<Record<string, string>> = {
-  '33557-0': 'Document completion status (a Composition matter, not a patient observation)',
+  '33557-0': 'Document status (read into Composition.status by the header, not a patient observation)',
 };
 
 const PROBLEM_CONCERN = '1.3.6.1.4.1.19376.1.5.3.1.4.5.2';
