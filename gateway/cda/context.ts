@@ -6,7 +6,7 @@
  * key naming what the resource is (the CDA place of its element, or the identity of a deduplicated
  * actor), so the same input always yields the same Bundle and two patients never share an id.
  */
-import { createHash } from 'node:crypto';
+import { createHash, type Hash } from 'node:crypto';
 import type { Reference, Resource } from '@medplum/fhirtypes';
 import { Report } from './report.js';
 import { attr, elements, type XElement } from './xml.js';
@@ -47,6 +47,8 @@ export class ConversionContext {
 
   private readonly byKey = new Map<string, Emitted>();
   private narrativeIds: Map<string, XElement> | undefined;
+  /** The hash state after document key and salt, copied for each id. */
+  private prefix: Hash | undefined;
 
   constructor(
     private readonly documentKey: string,
@@ -56,7 +58,8 @@ export class ConversionContext {
 
   /** A deterministic UUID for this document and patient. */
   uuid(...key: string[]): string {
-    const h = createHash('sha256').update(this.documentKey).update('\u0000').update(this.patientSalt);
+    this.prefix ??= createHash('sha256').update(this.documentKey).update('\u0000').update(this.patientSalt);
+    const h = this.prefix.copy();
     for (const k of key) h.update('\u0000').update(k);
     const b = h.digest();
     // RFC 9562 §5.8 (version 8, custom): set version and variant bits.

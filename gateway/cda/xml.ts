@@ -5,6 +5,7 @@
  *   (billion laughs, XXE); only the five predefined entities and character references are read;
  * - size, nesting depth and element count are bounded while parsing, before memory grows.
  */
+import { isUtf8 } from 'node:buffer';
 import { TextDecoder } from 'node:util';
 import { SaxesParser, type SaxesTagNS } from 'saxes';
 import { PasserelleError } from '../errors.js';
@@ -46,6 +47,7 @@ export const DEFAULT_XML_LIMITS: XmlLimits = {
 /** Shared by every element without attributes or children (most of a CDA): saves two objects each. */
 const NO_ATTRS: Readonly<Record<string, string>> = Object.freeze({});
 const NO_CHILDREN: XNode[] = Object.freeze([]) as unknown as XNode[];
+const NON_SPACE = /[^ \t\r\n]/;
 
 /** The parser's mutable view of an element, to replace the shared empty children on first child. */
 type Building = { -readonly [K in keyof XElement]: XElement[K] };
@@ -65,6 +67,7 @@ export function parseXml(input: Uint8Array, limits: XmlLimits = DEFAULT_XML_LIMI
   const parser = new SaxesParser({ xmlns: true, position: true });
   let root: XElement | undefined;
   const stack: XElement[] = [];
+  let inNarrative = 0;
   let elements = 0;
   let failure: PasserelleError | undefined;
 
@@ -88,14 +91,19 @@ export function parseXml(input: Uint8Array, limits: XmlLimits = DEFAULT_XML_LIMI
     }
     const parent = stack[stack.length - 1];
     const el: XElement = { name: tag.local, ns: tag.uri, attrs: attrs ?? NO_ATTRS, children: NO_CHILDREN, parent };
+    if (tag.local === 'text' && tag.uri === HL7_NS) inNarrative++;
     if (parent) appendChild(parent, el);
     else root = el;
     stack.push(el);
   });
   parser.on('closetag', () => {
-    stack.pop();
+    const el = stack.pop();
+    if (el?.name === 'text' && el.ns === HL7_NS) inNarrative--;
   });
   const onText = (t: string): void => {
+    // Whitespace between elements only means something inside a narrative block (between inline
+    // elements); elsewhere it is indentation, and keeping it would double the tree's size.
+    if (inNarrative === 0 && !NON_SPACE.test(t)) return;
     const parent = stack[stack.length - 1];
     if (parent) appendChild(parent, t);
   };
@@ -127,6 +135,13 @@ function decode(input: Uint8Array): string {
     const head = Buffer.from(input.subarray(0, 200)).toString('latin1');
     const m = /^<\?xml[^>]*?encoding\s*=\s*["']([A-Za-z0-9._-]+)["']/.exec(head);
     if (m?.[1]) encoding = m[1].toLowerCase();
+  }
+  if (encoding === 'utf-8' || encoding === 'utf8') {
+    // Fast path for the common case: a native validity check, then a plain decode.
+    const body = start ? input.subarray(start) : input;
+    const buf = Buffer.from(body.buffer, body.byteOffset, body.byteLength);
+    if (!isUtf8(buf)) throw new PasserelleError('CDA_NOT_WELL_FORMED', 'The bytes are not valid utf-8.');
+    return buf.toString('utf8');
   }
   let decoder: TextDecoder;
   try {
