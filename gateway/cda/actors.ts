@@ -14,6 +14,7 @@ import {
   FR_CORE_V2_0203, OID_AUTHOR_SPECIALTY, OID_IDNST, OID_RPPS_IDNPS, TRE_G15, TRE_R38,
 } from './terminology.js';
 import { attr, child, children, text, type XElement } from './xml.js';
+import { own } from '../util/own.js';
 
 const FINESS_SYSTEM = 'https://finess.esante.gouv.fr';
 const SIRET_SYSTEM = 'https://sirene.fr';
@@ -236,7 +237,7 @@ export function relatedPersonRef(ctx: ConversionContext, el: XElement, person: X
 export function relatedEntityRef(ctx: ConversionContext, entity: XElement): Ref | undefined {
   const relationship: CodeableConcept[] = [];
   const cls = attr(entity, 'classCode');
-  const contact = cls ? ROLE_CLASS_TO_CONTACT[cls] : undefined;
+  const contact = own(ROLE_CLASS_TO_CONTACT, cls);
   if (contact) relationship.push({ coding: [contact] });
   const code = concept(ctx, child(entity, 'code'));
   if (code) relationship.push(code);

@@ -33,7 +33,7 @@ function mapSection(ctx: ConversionContext, section: XElement): CompositionSecti
   const div = narrativeToXhtml(child(section, 'text'), {
     resolveMedia: (id) => ctx.media.get(id),
     report: (code, message, location) => {
-      ctx.report.info(code in REPORT_CODES ? (code as ReportCode) : 'NARRATIVE_CHANGED', message, location);
+      ctx.report.info(Object.hasOwn(REPORT_CODES, code) ? (code as ReportCode) : 'NARRATIVE_CHANGED', message, location);
     },
   });
   if (div) out.text = { status: 'additional', div };

@@ -7,6 +7,7 @@ import type { Address, CodeableConcept, Coding, ContactPoint, HumanName, Identif
 import type { ConversionContext } from './context.js';
 import { OID, UUID, systemUri } from './terminology.js';
 import { attr, child, children, elements, text, type XElement } from './xml.js';
+import { own } from '../util/own.js';
 
 export function isNull(el: XElement | undefined): boolean {
   return !el || attr(el, 'nullFlavor') !== undefined;
@@ -159,7 +160,7 @@ export function contactPoint(el: XElement | undefined): ContactPoint | undefined
 
 function firstUse<T>(uses: string | undefined, map: Readonly<Record<string, T>>): T | undefined {
   for (const u of uses?.split(/\s+/) ?? []) {
-    const v = map[u];
+    const v = own(map, u);
     if (v) return v;
   }
   return undefined;

@@ -13,6 +13,7 @@ import { address, coding, concept, identifier, isNull } from './datatypes.js';
 import { ACT_CODE, DATA_ABSENT_REASON, PASSERELLE_FHIR } from './terminology.js';
 import { dateTime, period } from './time.js';
 import { at, attr, child, children, text, type XElement } from './xml.js';
+import { own } from '../util/own.js';
 
 const CONFIDENTIALITY = new Set(['U', 'L', 'M', 'N', 'R', 'V']);
 const CONFIDENTIALITY_OID = '2.16.840.1.113883.5.25';
@@ -69,7 +70,7 @@ export function mapHeader(ctx: ConversionContext, doc: XElement, patient: Patien
 
   const relates: CompositionRelatesTo[] = [];
   for (const rd of children(doc, 'relatedDocument')) {
-    const code = RELATES[attr(rd, 'typeCode') ?? ''];
+    const code = own(RELATES, attr(rd, 'typeCode'));
     const target = identifier(ctx, at(rd, 'parentDocument', 'id'));
     if (code && target) relates.push({ code, targetIdentifier: target });
   }

@@ -15,6 +15,7 @@
  */
 import type { ReportCode } from './report.js';
 import { HL7_NS, pathOf, text as textOf, type XElement } from './xml.js';
+import { own } from '../util/own.js';
 
 export interface NarrativeOptions {
   /** Resolves a renderMultiMedia referencedObject (the ID of an observationMedia) to the Binary it became. */
@@ -368,8 +369,8 @@ class Converter {
    * wrapped in the cell or item XHTML requires, so that no text is lost and the nesting stays valid.
    */
   private structureChildren(el: XElement, tag: string, nodes: readonly (XElement | string)[]): void {
-    const fits = STRUCTURE_CHILDREN[tag] ?? [];
-    const strayWrappers = STRAY_WRAPPERS[tag] ?? [];
+    const fits = own(STRUCTURE_CHILDREN, tag) ?? [];
+    const strayWrappers = own(STRAY_WRAPPERS, tag) ?? [];
     // Cells straight in a row group only lack their row.
     const cellWrappers = tag === 'ul' || tag === 'ol' || tag === 'tr' ? strayWrappers : ['tr'];
     let run: (XElement | string)[] = [];
@@ -477,7 +478,7 @@ class Converter {
       case 'tr':
       case 'th':
       case 'td': {
-        if (!TABLE_PARENTS[el.name]?.includes(parentTag)) {
+        if (!own(TABLE_PARENTS, el.name)?.includes(parentTag)) {
           this.misplaced(el);
           return;
         }
@@ -732,9 +733,9 @@ class Converter {
 
   private tableAttrs(el: XElement): Attr[] {
     const attrs: Attr[] = [];
-    for (const name of TABLE_ATTRS[el.name] ?? []) {
+    for (const name of own(TABLE_ATTRS, el.name) ?? []) {
       const raw = el.attrs[name];
-      const check = TABLE_ATTR_CHECKS[name];
+      const check = own(TABLE_ATTR_CHECKS, name);
       if (raw === undefined || !check) continue;
       const value = check(raw);
       if (value !== undefined) attrs.push([name, value]);
@@ -745,7 +746,7 @@ class Converter {
 
   /** Anything not mapped (style, on*, frame, xsi:…) is dropped: FHIR R4 allows no active or styling attributes. */
   private reportDroppedAttrs(el: XElement, consumed: readonly string[], tag = ''): void {
-    const kept = TABLE_ATTRS[tag] ?? [];
+    const kept = own(TABLE_ATTRS, tag) ?? [];
     for (const name of Object.keys(el.attrs)) {
       if (COMMON_ATTRS.has(name) || consumed.includes(name) || kept.includes(name)) continue;
       this.note('NARRATIVE_CHANGED', `attr:${el.name}@${name}`, `Attribute "${name}" of <${el.name}> has no FHIR XHTML equivalent and was dropped.`, el);

@@ -18,6 +18,7 @@ import {
 } from './terminology.js';
 import { date } from './time.js';
 import { attr, child, children, elements, text, type XElement } from './xml.js';
+import { own } from '../util/own.js';
 
 const INS_TYPES: Readonly<Record<string, { code: string; use: Identifier['use'] }>> = {
   [OID_INS_NIR]: { code: 'INS-NIR', use: 'official' },
@@ -37,7 +38,7 @@ export interface PatientResult {
 /** The salt that keeps two patients' resource ids apart: the INS, else the first identifier. */
 export function patientSalt(patientRole: XElement): string {
   const ids = children(patientRole, 'id');
-  const ins = ids.find((el) => INS_TYPES[attr(el, 'root') ?? '']);
+  const ins = ids.find((el) => own(INS_TYPES, attr(el, 'root')));
   const first = ins ?? ids[0];
   return `${attr(first, 'root') ?? ''}|${attr(first, 'extension') ?? ''}`;
 }
@@ -50,7 +51,7 @@ export function mapPatient(ctx: ConversionContext, patientRole: XElement): Patie
   for (const el of children(patientRole, 'id')) {
     const id = identifier(ctx, el);
     if (!id) continue;
-    const insType = INS_TYPES[attr(el, 'root') ?? ''];
+    const insType = own(INS_TYPES, attr(el, 'root'));
     if (insType && id.value) {
       const typed: Identifier = { use: insType.use, type: { coding: [{ system: FR_CORE_V2_0203, code: insType.code }] }, ...id };
       const check = checkInsKey(id.value);
@@ -70,7 +71,7 @@ export function mapPatient(ctx: ConversionContext, patientRole: XElement): Patie
   const telecom = children(patientRole, 'telecom').map(contactPoint).filter((t) => t !== undefined);
   if (telecom.length) p.telecom = telecom;
   const g = attr(child(person, 'administrativeGenderCode'), 'code');
-  const gender = g ? GENDER[g] : undefined;
+  const gender = own(GENDER, g);
   if (gender) p.gender = gender;
   const birthDate = date(ctx, child(person, 'birthTime'));
   if (birthDate) p.birthDate = birthDate;

@@ -3,6 +3,8 @@
  * ANS terminologies (MOS/NOS TRE_ tables) define a URI, it is used; any other OID becomes
  * `urn:oid:<oid>` (FHIR R4 §2.1.0.3 "Using Codes in Resources", ANS "Terminologies de santé").
  */
+import { own } from '../util/own.js';
+
 
 const V3 = 'http://terminology.hl7.org/CodeSystem/v3-';
 const TRE = (name: string): string => `https://mos.esante.gouv.fr/NOS/${name}/FHIR/${name.replace('_', '-')}`;
@@ -46,10 +48,13 @@ const BY_OID: Readonly<Record<string, string>> = {
 /** The URI of a code system given by OID (case of UUID roots normalised), or `urn:oid:`. */
 export function systemUri(oid: string | undefined): string | undefined {
   if (!oid) return undefined;
-  const known = BY_OID[oid];
+  const known = own(BY_OID, oid);
   if (known) return known;
   if (UUID.test(oid)) return `urn:uuid:${oid.toLowerCase()}`;
-  return `urn:oid:${oid}`;
+  // Digits and dots: an OID, even one with a non-canonical component such as a leading zero.
+  if (/^[0-9]+(\.[0-9]+)+$/.test(oid)) return `urn:oid:${oid}`;
+  // A codeSystem already written as a URI is kept; anything else names no system at all.
+  return /^[a-z][a-z0-9+.-]*:[^\s]+$/i.test(oid) ? oid : undefined;
 }
 
 export const UUID = /^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/;

@@ -19,6 +19,7 @@ import {
   absent, author, commentText, describe, entryText, identifiers, mood, notMapped, statementOf,
 } from './common.js';
 import { clinicalStatus, codeable, concernParts, isConcernAct, isProblemStatus, isSeverity, verification } from './concern.js';
+import { own } from '../../util/own.js';
 
 const CLINICAL = 'http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical';
 const VERIFICATION = 'http://terminology.hl7.org/CodeSystem/allergyintolerance-verification';
@@ -95,7 +96,7 @@ function severityOf(ctx: ConversionContext, holder: XElement): AllergyIntoleranc
     const st = statementOf(rel);
     if (st?.name === 'observation' && isSeverity(st)) {
       const code = attr(child(st, 'value'), 'code')?.trim();
-      const s = code ? SEVERITY[code] : undefined;
+      const s = own(SEVERITY, code);
       if (s) return s;
     }
   }
@@ -134,7 +135,7 @@ function mapAllergy(ctx: ConversionContext, concern: XElement | undefined, obs: 
   }
   if (verif) a.verificationStatus = codeable(VERIFICATION, verif);
   const kindCode = attr(child(obs, 'code'), 'code')?.trim();
-  const kind = kindCode ? KINDS[kindCode] : undefined;
+  const kind = own(KINDS, kindCode);
   if (kind?.type) a.type = kind.type;
   if (kind?.category) a.category = [kind.category];
   a.code = code;
@@ -177,7 +178,7 @@ function mapAllergy(ctx: ConversionContext, concern: XElement | undefined, obs: 
       if (!severity) notMapped(ctx, 'Allergy severity with an unknown value', sectionCode, st);
     } else if (st.name === 'observation' && (attr(child(st, 'code'), 'code') === '82606-5')) {
       const c = attr(child(st, 'value'), 'code')?.trim();
-      const crit = c ? CRITICALITY[c] : undefined;
+      const crit = own(CRITICALITY, c);
       if (crit) a.criticality = crit;
       else notMapped(ctx, 'Allergy criticality with an unknown value', sectionCode, st);
     } else if (st.name === 'observation' && isProblemStatus(st)) {

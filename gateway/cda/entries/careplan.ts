@@ -18,6 +18,7 @@ import { period } from '../time.js';
 import { attr, child, children, pathOf, text, type XElement } from '../xml.js';
 import { actorRef, describe, entryText, identifiers, mood, notMapped, performers, statementOf, statusOf, xsiType } from './common.js';
 import { productOf } from './medications.js';
+import { own } from '../../util/own.js';
 
 export const PLANNED_MOODS = new Set(['INT', 'RQO', 'PRMS', 'PRP', 'APT', 'ARQ']);
 
@@ -49,14 +50,14 @@ const PERFORMERS = ['Practitioner', 'PractitionerRole', 'Organization', 'Related
 
 function detailOf(ctx: ConversionContext, st: XElement, sectionCode: string | undefined): CarePlanActivityDetail {
   const code = statusOf(st);
-  let status = code ? DETAIL_STATUS[code] : undefined;
+  let status = own(DETAIL_STATUS, code);
   if (status === 'not-started' && mood(st) === 'APT') status = 'scheduled';
   if (!status) {
     ctx.report.warn('ENTRY_INCOMPLETE', `${code ? `statusCode "${code}"` : 'No statusCode'}: CarePlan.activity.detail.status unknown.`, st);
     status = 'unknown';
   }
   const detail: CarePlanActivityDetail = { status };
-  const kind = KIND[st.name];
+  const kind = own(KIND, st.name);
   if (kind) detail.kind = kind;
   const narrative = entryText(ctx, st);
   const cc = concept(ctx, child(st, 'code'));

@@ -14,6 +14,7 @@ import { concept, identifier } from '../datatypes.js';
 import { dateTime } from '../time.js';
 import { DATA_ABSENT_REASON } from '../terminology.js';
 import { attr, child, children, elements, HL7_NS, text, type XElement } from '../xml.js';
+import { own } from '../../util/own.js';
 
 export const DAR_SYSTEM = 'http://terminology.hl7.org/CodeSystem/data-absent-reason';
 
@@ -35,7 +36,7 @@ const NULL_FLAVOR_TO_DAR: Readonly<Record<string, string>> = {
 };
 
 export function darCode(nullFlavor: string | undefined): string {
-  return (nullFlavor && NULL_FLAVOR_TO_DAR[nullFlavor]) || 'unknown';
+  return own(NULL_FLAVOR_TO_DAR, nullFlavor) || 'unknown';
 }
 
 /** The data-absent-reason extension (for a primitive's `_element` or a complex element itself). */

@@ -15,6 +15,7 @@
 import type { CodeableConcept } from '@medplum/fhirtypes';
 import { attr, child, children, type XElement } from '../xml.js';
 import { isNegated, statementOf, statusOf, templates } from './common.js';
+import { own } from '../../util/own.js';
 
 export type ClinicalStatus = 'active' | 'inactive' | 'resolved' | 'remission';
 
@@ -69,7 +70,7 @@ export function clinicalStatus(concern: XElement | undefined, obs: XElement): Cl
     const st = statementOf(rel);
     if (st?.name === 'observation' && isProblemStatus(st)) {
       const code = attr(child(st, 'value'), 'code')?.trim();
-      const s = code ? SNOMED_STATUS[code] : undefined;
+      const s = own(SNOMED_STATUS, code);
       if (s) return s;
     }
   }

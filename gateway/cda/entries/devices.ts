@@ -24,6 +24,7 @@ import {
   absent, author, describe, entryText, identifiers, isNegated, mood, notMapped, statusOf, xsiType,
 } from './common.js';
 import { mapObservation } from './observations.js';
+import { own } from '../../util/own.js';
 
 type UseStatementOut = Omit<DeviceUseStatement, 'status'> & { status?: DeviceUseStatement['status']; _status?: Element };
 
@@ -107,7 +108,7 @@ export function mapSupply(ctx: ConversionContext, supply: XElement, sectionCode:
   if (code === 'nullified') dus.status = 'entered-in-error';
   else if (attr(child(et, 'high'), 'value')) dus.status = 'completed';
   else if (attr(child(et, 'low'), 'value')) dus.status = 'active';
-  else if (code && SUPPLY_STATUS[code]) dus.status = SUPPLY_STATUS[code];
+  else if (own(SUPPLY_STATUS, code)) dus.status = own(SUPPLY_STATUS, code);
   else {
     dus._status = absent();
     ctx.report.warn('ENTRY_INCOMPLETE', 'Neither a period of use nor a status: DeviceUseStatement.status stated absent.', supply);

@@ -18,6 +18,7 @@ import {
 } from './common.js';
 import { finiteQuantity, mapObservation } from './observations.js';
 import { productConcept, productOf } from './medications.js';
+import { own } from '../../util/own.js';
 
 /** An Immunization whose status or occurrence may be stated absent (JSON `_element`). */
 type ImmunizationOut = Omit<Immunization, 'status'> & {
@@ -48,7 +49,7 @@ export function mapImmunization(ctx: ConversionContext, sa: XElement, sectionCod
     patient: ctx.patient ?? {},
   };
   const code = statusOf(sa);
-  const status = isNegated(sa) ? 'not-done' : code ? STATUS[code] : undefined;
+  const status = isNegated(sa) ? 'not-done' : own(STATUS, code);
   if (status) {
     im.status = status;
   } else {

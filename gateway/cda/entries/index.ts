@@ -34,6 +34,7 @@ import { mapImmunization } from './immunizations.js';
 import { mapMedicationStatement } from './medications.js';
 import { isResultsAct, mapObservation, mapOrganizer, mapResultsAct, observationCategory } from './observations.js';
 import { mapProcedure } from './procedures.js';
+import { own } from '../../util/own.js';
 
 const PROBLEMS = new Set(['11450-4', '11348-0']);
 const ALLERGIES = new Set(['48765-2']);
@@ -111,7 +112,7 @@ function mapStatement(ctx: ConversionContext, st: XElement, entry: XElement, sec
     return ANNEXES.has(code) ? mapAnnexEntry(ctx, st, sectionCode, title) : [];
   }
   if (ANNEXES.has(code) || isAttachedDocument(st)) return mapAnnexEntry(ctx, st, sectionCode, title);
-  const notClinical = NOT_CLINICAL[code];
+  const notClinical = own(NOT_CLINICAL, code);
   if (notClinical) {
     notMapped(ctx, notClinical, sectionCode, st);
     return [];

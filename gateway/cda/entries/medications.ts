@@ -26,6 +26,7 @@ import {
   statusOf, templates, xsiType,
 } from './common.js';
 import { finiteQuantity, ratioOf } from './observations.js';
+import { own } from '../../util/own.js';
 
 const SOURCES = ['Patient', 'Practitioner', 'PractitionerRole', 'RelatedPerson', 'Organization'] as const;
 const PLANNED = new Set(['INT', 'RQO', 'PRMS', 'PRP', 'ARQ', 'APT']);
@@ -168,7 +169,7 @@ function dosageOf(ctx: ConversionContext, sa: XElement, sectionCode: string | un
 function statementStatus(ctx: ConversionContext, sa: XElement): MedicationStatement['status'] {
   if (isNegated(sa)) return 'not-taken';
   const code = statusOf(sa);
-  const s = code ? STATUS[code] : undefined;
+  const s = own(STATUS, code);
   if (s) return s;
   if (PLANNED.has(mood(sa))) return 'intended';
   ctx.report.warn('ENTRY_INCOMPLETE', code ? `statusCode "${code}" is not an ActStatus; MedicationStatement.status unknown.` : 'No statusCode; MedicationStatement.status unknown.', sa);

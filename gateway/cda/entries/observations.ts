@@ -20,6 +20,7 @@ import {
   absentConcept, author, DAR_SYSTEM, commentText, describe, entryText, identifiers, isNegated, mood, notMapped, performers,
   requiredConcept, statementOf, statusOf, xsiType,
 } from './common.js';
+import { own } from '../../util/own.js';
 
 const OBSERVATION_CATEGORY = 'http://terminology.hl7.org/CodeSystem/observation-category';
 const PERFORMER_TYPES = ['Practitioner', 'PractitionerRole', 'Organization', 'CareTeam', 'Patient', 'RelatedPerson'] as const;
@@ -55,7 +56,7 @@ const STATUS: Readonly<Record<string, Observation['status']>> = {
  */
 export function observationStatus(ctx: ConversionContext, el: XElement): Observation['status'] {
   const code = statusOf(el);
-  const status = code ? STATUS[code] : undefined;
+  const status = own(STATUS, code);
   if (status) return status;
   ctx.report.warn('ENTRY_INCOMPLETE', code ? `statusCode "${code}" is not an ActStatus; Observation.status unknown.` : 'No statusCode; Observation.status unknown.', el);
   return 'unknown';

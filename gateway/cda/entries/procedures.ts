@@ -16,6 +16,7 @@ import { attr, child, children, pathOf, type XElement } from '../xml.js';
 import {
   author, commentText, describe, entryText, identifiers, isNegated, mood, notMapped, performers, statementOf, statusOf,
 } from './common.js';
+import { own } from '../../util/own.js';
 
 const ACTORS = ['Practitioner', 'PractitionerRole', 'Patient', 'RelatedPerson'] as const;
 const PERFORMERS = ['Practitioner', 'PractitionerRole', 'Organization', 'Patient', 'RelatedPerson', 'Device'] as const;
@@ -45,7 +46,7 @@ export function mapProcedure(ctx: ConversionContext, proc: XElement, sectionCode
     return [];
   }
   const code = statusOf(proc);
-  let status: Procedure['status'] | undefined = isNegated(proc) ? 'not-done' : code ? STATUS[code] : undefined;
+  let status: Procedure['status'] | undefined = isNegated(proc) ? 'not-done' : own(STATUS, code);
   if (!status) {
     ctx.report.warn('ENTRY_INCOMPLETE', `${code ? `statusCode "${code}"` : 'No statusCode'}: Procedure.status unknown.`, proc);
     status = 'unknown';
