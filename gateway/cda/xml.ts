@@ -85,9 +85,10 @@ export function parseXml(input: Uint8Array, limits: XmlLimits = DEFAULT_XML_LIMI
       fail(new PasserelleError('CDA_TOO_DEEP', `Elements nest deeper than ${limits.maxDepth}.`, `line ${parser.line}`));
     }
     let attrs: Record<string, string> | undefined;
-    for (const a of Object.values(tag.attributes)) {
-      if (a.prefix === 'xmlns' || a.name === 'xmlns') continue;
-      (attrs ??= {})[a.prefix ? `${a.prefix}:${a.local}` : a.local] = a.value;
+    // Keyed by the name as written (`xsi:type`); namespace declarations are not attributes here.
+    for (const name in tag.attributes) {
+      if (name === 'xmlns' || name.startsWith('xmlns:')) continue;
+      (attrs ??= {})[name] = (tag.attributes[name] as { value: string }).value;
     }
     const parent = stack[stack.length - 1];
     const el: XElement = { name: tag.local, ns: tag.uri, attrs: attrs ?? NO_ATTRS, children: NO_CHILDREN, parent };
