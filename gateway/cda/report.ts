@@ -35,9 +35,13 @@ export type ReportCode = keyof typeof REPORT_CODES;
 
 type Severity = 'information' | 'warning' | 'error';
 
+/** Remarks kept per conversion; the rest are counted in one closing remark. */
+const MAX_ISSUES = 1000;
+
 export class Report {
   readonly issues: OperationOutcomeIssue[] = [];
   private readonly seen = new Set<string>();
+  private dropped = 0;
 
   warn(code: ReportCode, diagnostics: string, where?: XElement | string): void {
     this.push('warning', code, diagnostics, where);
@@ -58,16 +62,22 @@ export class Report {
     // One value read twice (e.g. effectiveTime for Composition.date and Bundle.timestamp) is one remark.
     const key = `${code}|${diagnostics}|${issue.expression?.[0] ?? ''}`;
     if (this.seen.has(key)) return;
+    // A hostile document could ask for millions of remarks: keep the first ones, count the rest.
+    if (this.issues.length >= MAX_ISSUES) {
+      this.dropped++;
+      return;
+    }
     this.seen.add(key);
     this.issues.push(issue);
   }
 
   toOperationOutcome(): OperationOutcome {
-    return {
-      resourceType: 'OperationOutcome',
-      issue: this.issues.length
-        ? this.issues
-        : [{ severity: 'information', code: 'informational', diagnostics: 'Converted without remarks.' }],
-    };
+    const issue = this.issues.length
+      ? [...this.issues]
+      : [{ severity: 'information' as const, code: 'informational' as const, diagnostics: 'Converted without remarks.' }];
+    if (this.dropped) {
+      issue.push({ severity: 'information', code: 'informational', diagnostics: `${this.dropped} further remarks not listed.` });
+    }
+    return { resourceType: 'OperationOutcome', issue };
   }
 }
