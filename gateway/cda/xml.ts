@@ -64,6 +64,12 @@ export function parseXml(input: Uint8Array, limits: XmlLimits = DEFAULT_XML_LIMI
     throw new PasserelleError('CDA_TOO_LARGE', `The document is ${input.byteLength} bytes; the limit is ${limits.maxBytes}.`);
   }
   const text = decode(input);
+  // CDA R2 is XML 1.0. saxes would switch to XML 1.1 rules for another version, which admits
+  // control characters through character references (`&#1;`): refuse rather than follow.
+  const version = /^\uFEFF?<\?xml\s+version\s*=\s*["']([^"']*)["']/.exec(text)?.[1];
+  if (version !== undefined && version !== '1.0') {
+    throw new PasserelleError('CDA_NOT_WELL_FORMED', `XML version "${version.slice(0, 10)}" is not 1.0.`);
+  }
   const parser = new SaxesParser({ xmlns: true, position: true });
   let root: XElement | undefined;
   const stack: XElement[] = [];

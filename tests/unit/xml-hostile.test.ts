@@ -141,6 +141,10 @@ describe('not well-formed', () => {
     expectRefused(utf8(`<?xml version="1.0" encoding="x-klingon-42"?>${CDA_OPEN}</ClinicalDocument>`), 'CDA_NOT_WELL_FORMED');
   });
 
+  it('refuses XML 1.1, whose character references admit control characters', () => {
+    expectRefused(utf8(`<?xml version="1.1"?>${CDA_OPEN}<title>&#1;</title></ClinicalDocument>`), 'CDA_NOT_WELL_FORMED');
+  });
+
   it('refuses an empty input', () => {
     expectRefused(new Uint8Array(0), 'CDA_NOT_WELL_FORMED');
   });
