@@ -14,7 +14,7 @@
  * aggregated per kind so that a hostile narrative cannot flood the report.
  */
 import type { ReportCode } from './report.js';
-import { HL7_NS, pathOf, text as textOf, type XElement } from './xml.js';
+import { HL7_NS, pathOf, rawText, text as textOf, type XElement } from './xml.js';
 import { own } from '../util/own.js';
 
 export interface NarrativeOptions {
@@ -684,15 +684,7 @@ class Converter {
       `<${name}> is not a CDA narrative element; only its text was kept.`,
       el,
     );
-    const parts: string[] = [];
-    const walk = (e: XElement): void => {
-      for (const c of e.children) {
-        if (typeof c === 'string') parts.push(c);
-        else walk(c);
-      }
-    };
-    walk(el);
-    const t = collapseSpaces(this.clean(parts.join(''), el));
+    const t = collapseSpaces(this.clean(rawText(el), el));
     if (!NON_WHITESPACE.test(t)) return;
     this.out.push('<span>');
     this.emitText(t);

@@ -206,9 +206,8 @@ export function attr(el: XElement | undefined, name: string): string | undefined
   return v === undefined ? undefined : v;
 }
 
-/** The concatenated text of an element and its descendants, whitespace collapsed and trimmed. */
-export function text(el: XElement | undefined): string | undefined {
-  if (!el) return undefined;
+/** The text of an element and its descendants, as written. */
+export function rawText(el: XElement): string {
   const parts: string[] = [];
   const walk = (e: XElement): void => {
     for (const c of e.children) {
@@ -217,7 +216,13 @@ export function text(el: XElement | undefined): string | undefined {
     }
   };
   walk(el);
-  const t = parts.join('').replace(/\s+/g, ' ').trim();
+  return parts.join('');
+}
+
+/** The concatenated text of an element and its descendants, whitespace collapsed and trimmed. */
+export function text(el: XElement | undefined): string | undefined {
+  if (!el) return undefined;
+  const t = rawText(el).replace(/\s+/g, ' ').trim();
   return t === '' ? undefined : t;
 }
 
