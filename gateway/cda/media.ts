@@ -3,40 +3,15 @@
  * level-1 nonXMLBody → Binary + DocumentReference + one Composition section (IHE XDS-SD,
  * CI-SIS "document non structuré"), and the source CDA itself → Binary + Provenance (role source).
  *
- * Base64 is read after stripping whitespace (published documents wrap it with newlines and tabs);
- * a payload that claims to be a PDF must start with the `%PDF-` magic.
+ * A payload that claims to be a PDF must start with the `%PDF-` magic.
  */
 import type { Binary, CompositionSection, DocumentReference, Provenance } from '@medplum/fhirtypes';
 import { PasserelleError } from '../errors.js';
 import type { ConversionContext, Ref } from './context.js';
 import { concept } from './datatypes.js';
+import { escapeAttr, escapeText } from './narrative.js';
+import { isPdf, readPayload } from './payload.js';
 import { attr, child, pathOf, text, type XElement } from './xml.js';
-
-const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
-
-interface Payload {
-  contentType: string;
-  data: string;
-}
-
-/** Reads an ED value as base64 data; undefined when it is not well-formed base64. */
-function readPayload(value: XElement): Payload | undefined {
-  if (attr(value, 'nullFlavor') !== undefined) return undefined;
-  const contentType = attr(value, 'mediaType')?.trim() || 'application/octet-stream';
-  const raw = value.children.filter((c): c is string => typeof c === 'string').join('');
-  const representation = attr(value, 'representation') ?? 'TXT';
-  if (representation !== 'B64') {
-    // FHIR ele-1: no empty values; an ED without content is no payload.
-    return raw.trim() ? { contentType, data: Buffer.from(raw, 'utf8').toString('base64') } : undefined;
-  }
-  const data = raw.replace(/[\s]+/g, '');
-  if (!data || data.length % 4 !== 0 || !BASE64.test(data)) return undefined;
-  return { contentType, data };
-}
-
-function isPdf(data: string): boolean {
-  return Buffer.from(data.slice(0, 8), 'base64').subarray(0, 5).toString('latin1') === '%PDF-';
-}
 
 /** Turns every observationMedia of the body into a Binary, indexed by its ID for renderMultiMedia. */
 export function mapObservationMedia(ctx: ConversionContext, body: XElement): void {
@@ -88,7 +63,7 @@ export function mapNonXmlBody(ctx: ConversionContext, doc: XElement, body: XElem
   if (type) docRef.type = type;
   const external = attr(child(value, 'reference'), 'value');
   let url: string;
-  let contentType = attr(value, 'mediaType')?.trim() || 'application/octet-stream';
+  let contentType = attr(value, 'mediaType')?.trim() || 'text/plain';
   if (external && !value.children.some((c) => typeof c === 'string' && c.trim())) {
     ctx.report.warn('BODY_REFERENCE_EXTERNAL', 'nonXMLBody references an external document.', value);
     url = external;
@@ -109,7 +84,7 @@ export function mapNonXmlBody(ctx: ConversionContext, doc: XElement, body: XElem
     ...(type ? { code: type } : {}),
     text: {
       status: 'generated',
-      div: `<div xmlns="http://www.w3.org/1999/xhtml"><p>Document joint (${escapeXml(contentType)}) : <a href="${escapeXml(url)}">${escapeXml(title)}</a></p></div>`,
+      div: `<div xmlns="http://www.w3.org/1999/xhtml"><p>Document joint (${escapeText(contentType)}) : <a href="${escapeAttr(url)}">${escapeText(title)}</a></p></div>`,
     },
     entry: [ref],
   };
@@ -134,8 +109,4 @@ export function mapSource(ctx: ConversionContext, bytes: Uint8Array, composition
     entity: [{ role: 'source', what: binary }],
   };
   ctx.add(provenance, 'provenance');
-}
-
-export function escapeXml(s: string): string {
-  return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
 }

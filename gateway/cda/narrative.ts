@@ -62,11 +62,11 @@ const ATTR_ESCAPES: Record<string, string> = {
   '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', '\t': '&#9;', '\n': '&#10;', '\r': '&#13;',
 };
 
-function escapeText(s: string): string {
+export function escapeText(s: string): string {
   return s.replace(/[&<>]/g, (c) => TEXT_ESCAPES[c] ?? c);
 }
 
-function escapeAttr(s: string): string {
+export function escapeAttr(s: string): string {
   return s.replace(/[&<>"\t\n\r]/g, (c) => ATTR_ESCAPES[c] ?? c);
 }
 

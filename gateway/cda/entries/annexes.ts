@@ -13,10 +13,10 @@
 import type { Attachment, CodeableConcept, DocumentReference } from '@medplum/fhirtypes';
 import type { ConversionContext, Ref } from '../context.js';
 import { concept } from '../datatypes.js';
+import { decodedSize, isPdf, readPayload } from '../payload.js';
 import { attr, child, elements, pathOf, type XElement } from '../xml.js';
 import { describe, entryText, identifiers, notMapped, xsiType } from './common.js';
 
-const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
 const DOCUMENT_TYPE = '69764-9';
 export const ATTACHED_DOCUMENT = '55107-7';
 
@@ -57,15 +57,6 @@ function documentType(ctx: ConversionContext, st: XElement): { type?: CodeableCo
   return {};
 }
 
-function isPdf(data: string): boolean {
-  return Buffer.from(data.slice(0, 8), 'base64').subarray(0, 5).toString('latin1') === '%PDF-';
-}
-
-function decodedSize(data: string): number {
-  const padding = data.endsWith('==') ? 2 : data.endsWith('=') ? 1 : 0;
-  return (data.length / 4) * 3 - padding;
-}
-
 export function isAttachedDocument(st: XElement): boolean {
   return st.name === 'organizer' && attr(child(st, 'code'), 'code') === ATTACHED_DOCUMENT;
 }
@@ -80,25 +71,18 @@ export function mapAnnexEntry(ctx: ConversionContext, st: XElement, sectionCode:
   const kind = documentType(ctx, st);
   const out: Ref[] = [];
   for (const { holder, value } of found) {
-    // ED: mediaType defaults to text/plain, representation to TXT (CDA R2 data types).
-    const contentType = attr(value, 'mediaType')?.trim() || 'text/plain';
-    const raw = value.children.filter((c): c is string => typeof c === 'string').join('');
-    let data: string;
-    if ((attr(value, 'representation') ?? 'TXT') === 'B64') {
-      data = raw.replace(/\s+/g, '');
-      if (!data || data.length % 4 !== 0 || !BASE64.test(data)) {
-        ctx.report.warn('MEDIA_TYPE_MISMATCH', `Embedded document (${contentType}) is not valid base64; no DocumentReference made.`, holder);
+    const payload = readPayload(value);
+    if (!payload) {
+      if (attr(value, 'representation') === 'B64' && attr(value, 'nullFlavor') === undefined) {
+        const declared = attr(value, 'mediaType')?.trim() || 'text/plain';
+        ctx.report.warn('MEDIA_TYPE_MISMATCH', `Embedded document (${declared}) is not valid base64; no DocumentReference made.`, holder);
         notMapped(ctx, 'Embedded document that is not valid base64', sectionCode, holder);
-        continue;
-      }
-    } else {
-      const t = raw.trim();
-      if (!t) {
+      } else {
         notMapped(ctx, 'Embedded document without content', sectionCode, holder);
-        continue;
       }
-      data = Buffer.from(t, 'utf8').toString('base64');
+      continue;
     }
+    const { contentType, data } = payload;
     if (contentType === 'application/pdf' && !isPdf(data)) {
       ctx.report.warn('MEDIA_TYPE_MISMATCH', 'Embedded document claims application/pdf but has no %PDF magic.', holder);
     }
