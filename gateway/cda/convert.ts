@@ -5,7 +5,7 @@
  * timestamp, Composition first, `urn:uuid:` fullUrls; it is schema-checked before it is returned.
  */
 import { createHash } from 'node:crypto';
-import type { Bundle, BundleEntry, Composition, OperationOutcome, Patient, Resource } from '@medplum/fhirtypes';
+import type { Bundle, BundleEntry, Composition, OperationOutcome, Resource } from '@medplum/fhirtypes';
 import { PasserelleError } from '../errors.js';
 import { validateBundle } from '../fhir/validate.js';
 import { mapStructuredBody } from './body.js';
@@ -47,8 +47,7 @@ export function convertCda(bytes: Uint8Array, options: ConvertOptions = {}): Con
   }
   ctx.documentZone = zoneOf(attr(child(doc, 'effectiveTime'), 'value'));
 
-  const { ref: patientRef } = mapPatient(ctx, patientRole);
-  const patient = ctx.get('Patient', 'patient')?.resource as Patient;
+  const { ref: patientRef, patient } = mapPatient(ctx, patientRole);
   const component = child(doc, 'component');
   const structured = child(component, 'structuredBody');
   const nonXml = child(component, 'nonXMLBody');

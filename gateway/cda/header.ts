@@ -29,14 +29,16 @@ export function mapHeader(ctx: ConversionContext, doc: XElement, patient: Patien
     const ref = practitionerRoleRef(ctx, child(a, 'assignedAuthor'));
     if (ref && !authors.some((x) => x.reference === ref.reference)) authors.push(ref);
   }
+  const type = concept(ctx, child(doc, 'code'));
+  const title = text(child(doc, 'title'));
   const composition: Composition = {
     resourceType: 'Composition',
     status: 'final',
-    type: concept(ctx, child(doc, 'code')) ?? { text: text(child(doc, 'title')) ?? 'Document' },
+    type: type ?? { text: title ?? 'Document' },
     subject: ctx.patient,
     date: documentDate(ctx, doc),
     author: authors.length ? authors : [{ extension: [{ url: DATA_ABSENT_REASON, valueCode: 'unknown' }], display: 'Auteur non renseigné' }],
-    title: text(child(doc, 'title')) ?? concept(ctx, child(doc, 'code'))?.coding?.[0]?.display ?? 'Document',
+    title: title ?? type?.coding?.[0]?.display ?? 'Document',
   };
   if (!authors.length) ctx.report.warn('ENTRY_INCOMPLETE', 'The document has no usable author.', doc);
   if (encounter) composition.encounter = encounter;

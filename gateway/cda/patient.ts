@@ -31,8 +31,7 @@ const GENDER: Readonly<Record<string, Patient['gender']>> = { M: 'male', F: 'fem
 
 export interface PatientResult {
   ref: Ref;
-  /** The INS (first INS identifier), when present. */
-  ins: Identifier | undefined;
+  patient: Patient;
 }
 
 /** The salt that keeps two patients' resource ids apart: the INS, else the first identifier. */
@@ -85,7 +84,7 @@ export function mapPatient(ctx: ConversionContext, patientRole: XElement): Patie
   const ref = ctx.add(p, 'patient');
   ctx.patient = ref;
   for (const guardian of children(person, 'guardian')) mapGuardian(ctx, guardian, p);
-  return { ref, ins };
+  return { ref, patient: p };
 }
 
 /**
