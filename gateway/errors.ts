@@ -69,6 +69,74 @@ export const ERROR_CATALOGUE = {
     http: 500, smtp: 451, mdn: 906, issueType: 'exception', transient: false,
     message: 'The Bundle produced does not conform to the FHIR R4 schema (a converter defect).',
   },
+  INPUT_NOT_CDA: {
+    http: 415, smtp: 554, mdn: 900, issueType: 'not-supported', transient: false,
+    message: 'The content posted as a CDA document is something else (PDF, JSON, empty, binary).',
+  },
+  INPUT_TOO_LARGE: {
+    http: 413, smtp: 552, mdn: 906, issueType: 'too-costly', transient: false,
+    message: 'The request body exceeds the configured size limit.',
+  },
+  INS_KEY_INVALID: {
+    http: 422, smtp: 554, mdn: 905, issueType: 'business-rule', transient: false,
+    message: 'The INS matricule has a wrong check key (NIR/NIA key = 97 - number mod 97).',
+  },
+  IDENTITY_AMBIGUOUS: {
+    http: 422, smtp: 554, mdn: 904, issueType: 'business-rule', transient: false,
+    message: 'The identity server returned several or uncertain matches: held for identity-vigilance review.',
+  },
+  IDENTITY_COLLISION: {
+    http: 422, smtp: 554, mdn: 904, issueType: 'business-rule', transient: false,
+    message: 'The INS is known to the identity server with different strict traits (collision): held for review.',
+  },
+  SRIR_UNAVAILABLE: {
+    http: 503, smtp: 451, mdn: 906, issueType: 'exception', transient: true,
+    message: 'The regional identity server (SRIR) could not be reached or answered an error; retried later.',
+  },
+  ROR_UNAVAILABLE: {
+    http: 503, smtp: 451, mdn: 906, issueType: 'exception', transient: true,
+    message: 'The directory of health resources (ROR) could not be reached or answered an error; retried later.',
+  },
+  ROUTING_COMMUNE_UNKNOWN: {
+    http: 422, smtp: 554, mdn: 906, issueType: 'business-rule', transient: false,
+    message: "The patient's home commune cannot be derived from the address (postal code and city).",
+  },
+  ROUTING_NO_DAC: {
+    http: 422, smtp: 554, mdn: 906, issueType: 'business-rule', transient: false,
+    message: "No coordination platform (DAC, ROR category 606) covers the patient's commune, département or région.",
+  },
+  STORE_UNAVAILABLE: {
+    http: 503, smtp: 451, mdn: 906, issueType: 'exception', transient: true,
+    message: 'The e-parcours store could not be reached or refused the transaction; retried later.',
+  },
+  JOURNAL_UNAVAILABLE: {
+    http: 503, smtp: 451, mdn: 906, issueType: 'exception', transient: true,
+    message: 'The journal could not durably record the input; nothing was accepted.',
+  },
+  AUTH_REQUIRED: {
+    http: 401, smtp: 530, mdn: 906, issueType: 'security', transient: false,
+    message: 'A valid bearer token is required.',
+  },
+  AUTH_FORBIDDEN: {
+    http: 403, smtp: 550, mdn: 906, issueType: 'security', transient: false,
+    message: "The client's role does not allow this operation.",
+  },
+  NOT_FOUND: {
+    http: 404, smtp: 550, mdn: 906, issueType: 'not-supported', transient: false,
+    message: 'No such resource (or not visible to this client).',
+  },
+  REQUEST_INVALID: {
+    http: 400, smtp: 501, mdn: 906, issueType: 'invalid', transient: false,
+    message: 'The request is malformed (parameter, header or body).',
+  },
+  STATE_CONFLICT: {
+    http: 409, smtp: 554, mdn: 906, issueType: 'business-rule', transient: false,
+    message: 'The operation does not apply to the entry in its current state.',
+  },
+  CONFIG_INVALID: {
+    http: 500, smtp: 451, mdn: 906, issueType: 'invalid', transient: false,
+    message: 'The configuration is invalid.',
+  },
   INTERNAL_ERROR: {
     http: 500, smtp: 451, mdn: 906, issueType: 'exception', transient: true,
     message: 'Unexpected internal error.',
