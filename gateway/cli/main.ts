@@ -3,6 +3,7 @@
  * turns usage mistakes into exit code 1 (exit 2 is reserved for unusable input, per CONTRACT.md).
  */
 import { convertCommand } from './convert.js';
+import { startCommand } from './start.js';
 
 const USAGE = `Usage:
   passerelle convert FILE... [--out-dir DIR] [--report-dir DIR]
@@ -19,8 +20,7 @@ export async function main(argv: string[]): Promise<number> {
     case 'convert':
       return convertCommand(rest);
     case 'start':
-      process.stderr.write('passerelle start: the gateway server is not part of this version yet (see README, "Roadmap").\n');
-      return 1;
+      return startCommand(rest);
     case undefined:
     case 'help':
     case '--help':

@@ -1,0 +1,139 @@
+/**
+ * The pipeline worker: claims journal entries and moves each through its stages, recording every
+ * stage's outcome, duration and error code. Several loops run per process (`pipeline.concurrency`)
+ * and several processes may share one journal: the journal's leases keep an entry in one hand.
+ * Transient failures (SRIR, ROR, store down) go back to the journal with a backoff and never become
+ * a verdict on the document; permanent ones quarantine the entry with their catalogue code.
+ */
+import { randomUUID } from 'node:crypto';
+import type { Claim, Entry, Journal } from '../../adapters/journal/port.js';
+import { LeaseLostError } from '../../adapters/journal/port.js';
+import type { Config } from '../config.js';
+import { ERROR_CATALOGUE, PasserelleError } from '../errors.js';
+import { errorFields, type Logger } from '../log.js';
+import type { Metrics } from '../metrics.js';
+import { retryDelayMs } from './backoff.js';
+import { DOCUMENT_STAGES, type DocumentWork, type StageNeighbours } from './stages.js';
+
+export interface PipelineDeps extends StageNeighbours {
+  journal: Journal;
+  log: Logger;
+  metrics?: Metrics;
+  settings: Config['pipeline'];
+  workerId?: string;
+}
+
+export class Pipeline {
+  private readonly deps: PipelineDeps;
+  private readonly workerId: string;
+  private running = false;
+  private loops: Promise<void>[] = [];
+  private wakers = new Set<() => void>();
+
+  constructor(deps: PipelineDeps) {
+    this.deps = deps;
+    this.workerId = deps.workerId ?? `${process.pid}-${randomUUID().slice(0, 8)}`;
+  }
+
+  start(): void {
+    if (this.running) return;
+    this.running = true;
+    for (let i = 0; i < this.deps.settings.concurrency; i++) this.loops.push(this.loop());
+  }
+
+  /** A door appended an entry: idle loops look at once instead of waiting for the next poll. */
+  notify(): void {
+    for (const wake of this.wakers) wake();
+  }
+
+  /** Stops claiming, lets in-flight entries finish their current stage sequence, then resolves. */
+  async stop(): Promise<void> {
+    this.running = false;
+    this.notify();
+    await Promise.all(this.loops);
+    this.loops = [];
+  }
+
+  /** Claims and processes one entry; false when none was claimable. Used by the loops and by tests. */
+  async runOnce(): Promise<boolean> {
+    const claim = await this.deps.journal.claim(this.workerId, this.deps.settings.leaseMs);
+    if (!claim) return false;
+    await this.process(claim);
+    return true;
+  }
+
+  private async loop(): Promise<void> {
+    while (this.running) {
+      let worked = false;
+      try {
+        worked = await this.runOnce();
+      } catch (err) {
+        // The journal itself failed (database down): wait and try again, never crash the process.
+        this.deps.log.error('pipeline loop error', errorFields(err));
+      }
+      if (!worked && this.running) await this.idle();
+    }
+  }
+
+  private idle(): Promise<void> {
+    return new Promise((resolve) => {
+      const done = (): void => {
+        clearTimeout(timer);
+        this.wakers.delete(done);
+        resolve();
+      };
+      const timer = setTimeout(done, this.deps.settings.pollMs);
+      this.wakers.add(done);
+    });
+  }
+
+  private async process(claim: Claim): Promise<void> {
+    const { journal, log, metrics } = this.deps;
+    const raw = await journal.raw(claim.entry.id);
+    if (!raw) throw new Error(`entry ${claim.entry.id} has no raw bytes`);
+    const work: DocumentWork = { raw, overrides: new Set(claim.entry.overrides) };
+    let entry: Entry = claim.entry;
+    for (const stage of DOCUMENT_STAGES) {
+      const started = performance.now();
+      try {
+        const result = await stage.run(work, this.deps);
+        const durationMs = Math.round(performance.now() - started);
+        metrics?.stageSeconds.observe({ stage: stage.name, outcome: 'ok' }, durationMs / 1000);
+        entry = await journal.record(claim, { state: stage.reached, outcome: 'ok', stage: stage.name, durationMs, result });
+      } catch (err) {
+        const durationMs = Math.round(performance.now() - started);
+        if (err instanceof LeaseLostError) {
+          log.warn('lease lost', { entry: entry.id, stage: stage.name });
+          return;
+        }
+        await this.fail(claim, entry, stage.name, durationMs, err);
+        return;
+      }
+    }
+    log.info('entry delivered', { entry: entry.id, attempts: entry.attempts });
+  }
+
+  private async fail(claim: Claim, entry: Entry, stage: string, durationMs: number, err: unknown): Promise<void> {
+    const { journal, log, metrics, settings } = this.deps;
+    const e = err instanceof PasserelleError ? err : new PasserelleError('INTERNAL_ERROR');
+    if (!(err instanceof PasserelleError)) log.error('stage crashed', { entry: entry.id, stage, ...errorFields(err) });
+    const detail = e.location ? `${e.message} (at ${e.location})` : e.message;
+    metrics?.stageSeconds.observe({ stage, outcome: e.code }, durationMs / 1000);
+    try {
+      if (!ERROR_CATALOGUE[e.code].transient) {
+        await journal.record(claim, { state: 'quarantined', outcome: 'quarantine', stage, durationMs, errorCode: e.code, detail });
+        log.warn('entry quarantined', { entry: entry.id, stage, code: e.code });
+      } else if (entry.attempts >= settings.maxAttempts) {
+        await journal.record(claim, { state: 'failed', outcome: 'fail', stage, durationMs, errorCode: e.code, detail: `${detail} (gave up after ${entry.attempts} attempts)` });
+        log.error('entry failed', { entry: entry.id, stage, code: e.code, attempts: entry.attempts });
+      } else {
+        const delay = retryDelayMs(entry.attempts, settings.retryBaseMs, settings.retryMaxMs);
+        await journal.record(claim, { state: entry.state, outcome: 'retry', stage, durationMs, errorCode: e.code, detail, notBefore: new Date(Date.now() + delay) });
+        log.info('entry retry scheduled', { entry: entry.id, stage, code: e.code, attempts: entry.attempts, delayMs: delay });
+      }
+    } catch (recordErr) {
+      if (recordErr instanceof LeaseLostError) log.warn('lease lost', { entry: entry.id, stage });
+      else throw recordErr;
+    }
+  }
+}

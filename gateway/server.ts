@@ -1,0 +1,96 @@
+/**
+ * The composition root: concrete adapters chosen from the configuration, the HTTP server, the
+ * pipeline workers, and a graceful shutdown (stop accepting, let in-flight stages finish, close
+ * the journal and the store).
+ */
+import { mkdirSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { openJournal } from '../adapters/journal/open.js';
+import type { Journal } from '../adapters/journal/port.js';
+import { RorClient } from '../adapters/ror/client.js';
+import { loadRorFixture } from '../adapters/ror/mock.js';
+import { SrirClient } from '../adapters/srir/client.js';
+import { loadSrirFixture } from '../adapters/srir/mock.js';
+import { openStore } from '../adapters/store/open.js';
+import type { DocumentStore } from '../adapters/store/port.js';
+import { buildApp } from './app.js';
+import type { Config } from './config.js';
+import { createLogger, type Logger } from './log.js';
+import { createMetrics, instrument } from './metrics.js';
+import { Pipeline } from './pipeline/worker.js';
+import { sampleClients } from './sample-clients.js';
+
+export interface RunningGateway {
+  /** http://127.0.0.1:<port> */
+  url: string;
+  port: number;
+  journal: Journal;
+  store: DocumentStore;
+  pipeline: Pipeline | undefined;
+  close(): Promise<void>;
+}
+
+export async function start(config: Readonly<Config>, log: Logger = createLogger(config.log.level)): Promise<RunningGateway> {
+  mkdirSync(config.dataDir, { recursive: true });
+  const srirFixture = loadSrirFixture(config.srir.fixture ?? undefined);
+  const rorFixture = loadRorFixture(config.ror.fixture ?? undefined);
+  let clients = config.clients;
+  if (!clients) {
+    const sample = sampleClients(config.dataDir, rorFixture);
+    clients = sample.clients;
+    if (sample.created) {
+      // Printed once, on the start that created them: the operator copies the tokens now.
+      log.info('sample clients created (tokens shown once; kept in the file)', { file: sample.file });
+      for (const c of clients) log.info('sample client', { id: c.id, role: c.role, organization: c.organization, token: c.token });
+    } else {
+      log.info('sample clients loaded', { file: sample.file, count: clients.length });
+    }
+  }
+
+  const journal = await openJournal(config.database);
+  const store = await openStore({ database: config.database, fhirBaseUrl: config.store.fhirBaseUrl });
+  const metrics = createMetrics(journal);
+  let pipeline: Pipeline | undefined;
+  const app = buildApp(config, { journal, store, clients, log, metrics, srirFixture, rorFixture, onAppended: () => pipeline?.notify() });
+
+  const server: Server = createServer(app.callback());
+  server.requestTimeout = 120_000;
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(config.http.port, config.http.host, () => resolve());
+  });
+  const port = (server.address() as AddressInfo).port;
+  const self = `http://127.0.0.1:${port}`;
+  log.info('listening', { port, database: config.database.split(':')[0], storeOnly: config.store.storeOnly });
+
+  if (!config.store.storeOnly && config.pipeline.concurrency > 0) {
+    // Without a baseUrl the adapters talk real HTTP to this gateway's own mock endpoints.
+    const srir = new SrirClient({ baseUrl: config.srir.baseUrl ?? `${self}/fixtures/srir/fhir`, timeoutMs: config.srir.timeoutMs });
+    const ror = new RorClient({
+      baseUrl: config.ror.baseUrl ?? `${self}/fixtures/ror/fhir`, timeoutMs: config.ror.timeoutMs, cacheTtlMs: config.ror.cacheTtlMs,
+      ...(config.ror.oauth ? { oauth: config.ror.oauth } : {}), headers: config.ror.headers,
+    });
+    pipeline = new Pipeline({
+      journal, log, metrics, settings: config.pipeline,
+      srir: instrument(srir, 'srir', metrics.neighbourCalls),
+      ror: instrument(ror, 'ror', metrics.neighbourCalls),
+      store: instrument(store, 'store', metrics.neighbourCalls),
+    });
+    pipeline.start();
+  }
+
+  let closing: Promise<void> | undefined;
+  const close = (): Promise<void> => (closing ??= (async () => {
+    log.info('shutting down');
+    const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
+    server.closeIdleConnections();
+    await pipeline?.stop();
+    await stopped;
+    await journal.close();
+    await store.close();
+    log.info('stopped');
+  })());
+
+  return { url: self, port, journal, store, pipeline, close };
+}
