@@ -13,7 +13,7 @@ import { ERROR_CATALOGUE, PasserelleError } from '../errors.js';
 import { errorFields, type Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import { retryDelayMs } from './backoff.js';
-import { DOCUMENT_STAGES, type DocumentWork, type StageNeighbours } from './stages.js';
+import { DOCUMENT_STAGES, type DocumentWork, type Stage, type StageNeighbours } from './stages.js';
 
 export interface PipelineDeps extends StageNeighbours {
   journal: Journal;
@@ -21,6 +21,8 @@ export interface PipelineDeps extends StageNeighbours {
   metrics?: Metrics;
   settings: Config['pipeline'];
   workerId?: string;
+  /** The stage sequence; DOCUMENT_STAGES unless a test supplies its own. */
+  stages?: readonly Stage[];
 }
 
 export class Pipeline {
@@ -93,7 +95,7 @@ export class Pipeline {
     if (!raw) throw new Error(`entry ${claim.entry.id} has no raw bytes`);
     const work: DocumentWork = { raw, overrides: new Set(claim.entry.overrides) };
     let entry: Entry = claim.entry;
-    for (const stage of DOCUMENT_STAGES) {
+    for (const stage of this.deps.stages ?? DOCUMENT_STAGES) {
       const started = performance.now();
       try {
         const result = await stage.run(work, this.deps);
