@@ -125,7 +125,10 @@ export interface Journal {
   reopen(id: string, reopen: Reopen): Promise<Entry>;
   /** Entries per state, for /metrics and the console. */
   counts(): Promise<Record<EntryState, number>>;
-  /** Most recent first, for the admin API. */
+  /**
+   * Most recent first, for the admin API. `before` is an entry id (a keyset cursor: pass the last id
+   * of the previous page); only entries that arrived before it are listed, none if it is unknown.
+   */
   list(filter: { state?: EntryState; limit: number; before?: string }): Promise<Entry[]>;
   /** Cheap round trip for /ready. */
   ping(): Promise<void>;

@@ -1,0 +1,317 @@
+/**
+ * The embedded journal (CONTRACT.md: `database: "sqlite:./data/passerelle.db"`, the default).
+ *
+ * Durability: WAL with `synchronous=FULL` fsyncs the WAL on every commit, so once append()
+ * resolves the entry survives a SIGKILL or a power cut (https://sqlite.org/pragma.html#pragma_synchronous;
+ * NORMAL would only survive a process crash). Several processes may share the file: every write
+ * is a `BEGIN IMMEDIATE` transaction, which takes the database's single write lock before reading,
+ * so two claimers cannot both see an entry as free; a WAL read that later upgrades to a write could
+ * instead fail with SQLITE_BUSY_SNAPSHOT (https://sqlite.org/lang_transaction.html). The busy
+ * timeout makes a process wait for the lock rather than fail.
+ *
+ * better-sqlite3 is synchronous: each call blocks the event loop for one short transaction, which
+ * is what the embedded default trades for zero setup; PostgreSQL is the choice for load.
+ * Instants are ISO-8601 UTC text of fixed width, so they compare correctly as strings.
+ */
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import Database from 'better-sqlite3';
+import type { ErrorCode } from '../../gateway/errors.js';
+import type { Claim, Entry, EntryState, HistoryEvent, Journal, NewEntry, Reopen, Transition } from './port.js';
+import { LeaseLostError } from './port.js';
+import {
+  ENTRY_COLUMNS,
+  EVENT_COLUMNS,
+  FINAL_STATES_SQL,
+  RECEIVE_EVENT,
+  cleanText,
+  emptyCounts,
+  guarded,
+  journalError,
+  jsonText,
+  newEntryId,
+  newLeaseToken,
+  planReopen,
+  planTransition,
+  sha256Hex,
+  toEntry,
+  toEvent,
+  type EntryRow,
+  type EventRow,
+  type EventValues,
+} from './rows.js';
+
+/** How long a process waits for another one's write lock before the journal reports itself unavailable. */
+const BUSY_TIMEOUT_MS = 10_000;
+
+// `pos` (the rowid) orders entries by arrival: ids are random UUIDs and instants can tie.
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS journal_entries (
+  pos          INTEGER PRIMARY KEY,
+  id           TEXT NOT NULL UNIQUE,
+  kind         TEXT NOT NULL,
+  door         TEXT NOT NULL,
+  submitter    TEXT NOT NULL,
+  content_type TEXT NOT NULL,
+  sha256       TEXT NOT NULL,
+  size         INTEGER NOT NULL,
+  raw          BLOB NOT NULL,
+  state        TEXT NOT NULL,
+  attempts     INTEGER NOT NULL DEFAULT 0,
+  error_code   TEXT,
+  error        TEXT,
+  not_before   TEXT NOT NULL,
+  created_at   TEXT NOT NULL,
+  updated_at   TEXT NOT NULL,
+  meta         TEXT NOT NULL,
+  result       TEXT NOT NULL DEFAULT '{}',
+  overrides    TEXT NOT NULL DEFAULT '[]',
+  lease_token  TEXT,
+  lease_owner  TEXT,
+  lease_until  TEXT
+);
+CREATE INDEX IF NOT EXISTS journal_entries_claimable ON journal_entries (pos) WHERE state NOT IN (${FINAL_STATES_SQL});
+CREATE INDEX IF NOT EXISTS journal_entries_state ON journal_entries (state, pos);
+CREATE TABLE IF NOT EXISTS journal_history (
+  entry_id     TEXT NOT NULL REFERENCES journal_entries (id) ON DELETE CASCADE,
+  seq          INTEGER NOT NULL,
+  state        TEXT NOT NULL,
+  at           TEXT NOT NULL,
+  outcome      TEXT NOT NULL,
+  stage        TEXT,
+  duration_ms  REAL,
+  error_code   TEXT,
+  detail       TEXT,
+  actor        TEXT,
+  PRIMARY KEY (entry_id, seq)
+);`;
+
+const INSERT_EVENT = `
+INSERT INTO journal_history (entry_id, seq, state, at, outcome, stage, duration_ms, error_code, detail, actor)
+SELECT @id, coalesce(max(seq), 0) + 1, @state, @at, @outcome, @stage, @durationMs, @errorCode, @detail, @actor
+FROM journal_history WHERE entry_id = @id`;
+
+function leaseUntil(now: Date, leaseMs: number): string {
+  return new Date(now.getTime() + leaseMs).toISOString();
+}
+
+export class SqliteJournal implements Journal {
+  private readonly db: Database.Database;
+  private readonly statements = new Map<string, Database.Statement>();
+
+  /** `path` is a file (its directory is created if missing) or `:memory:`. */
+  constructor(path: string) {
+    try {
+      if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
+      this.db = new Database(path, { timeout: BUSY_TIMEOUT_MS });
+      this.db.pragma('journal_mode = WAL');
+      this.db.pragma('synchronous = FULL');
+      this.db.pragma('foreign_keys = ON');
+    } catch (err) {
+      throw journalError(err);
+    }
+  }
+
+  init(): Promise<void> {
+    return guarded(() =>
+      this.write(() => {
+        this.db.exec(SCHEMA);
+      }),
+    );
+  }
+
+  append(input: NewEntry): Promise<Entry> {
+    return guarded(() =>
+      this.write(() => {
+        const now = new Date().toISOString();
+        const id = newEntryId();
+        const row = this.sql(
+          `INSERT INTO journal_entries (id, kind, door, submitter, content_type, sha256, size, raw, state, not_before, created_at, updated_at, meta)
+           VALUES (@id, @kind, @door, @submitter, @contentType, @sha256, @size, @raw, 'received', @now, @now, @now, @meta)
+           RETURNING ${ENTRY_COLUMNS}`,
+        ).get({
+          id,
+          kind: input.kind,
+          door: input.door,
+          submitter: cleanText(input.submitter),
+          contentType: cleanText(input.contentType),
+          sha256: sha256Hex(input.raw),
+          size: input.raw.length,
+          raw: input.raw,
+          now,
+          meta: jsonText(input.meta ?? {}),
+        }) as EntryRow;
+        this.insertEvent(id, now, RECEIVE_EVENT);
+        return toEntry(row);
+      }),
+    );
+  }
+
+  get(id: string): Promise<Entry | undefined> {
+    return guarded(() => {
+      const row = this.sql(`SELECT ${ENTRY_COLUMNS} FROM journal_entries WHERE id = ?`).get(id) as EntryRow | undefined;
+      return row && toEntry(row);
+    });
+  }
+
+  raw(id: string): Promise<Buffer | undefined> {
+    return guarded(() => (this.sql('SELECT raw FROM journal_entries WHERE id = ?').get(id) as { raw: Buffer } | undefined)?.raw);
+  }
+
+  history(id: string): Promise<HistoryEvent[]> {
+    return guarded(() =>
+      (this.sql(`SELECT ${EVENT_COLUMNS} FROM journal_history WHERE entry_id = ? ORDER BY seq`).all(id) as EventRow[]).map(toEvent),
+    );
+  }
+
+  claim(worker: string, leaseMs: number): Promise<Claim | undefined> {
+    return guarded(() =>
+      this.write(() => {
+        const now = new Date();
+        const token = newLeaseToken();
+        const row = this.sql(
+          `UPDATE journal_entries
+           SET attempts = attempts + 1, lease_token = @token, lease_owner = @worker, lease_until = @until, updated_at = @now
+           WHERE id = (SELECT id FROM journal_entries
+                       WHERE state NOT IN (${FINAL_STATES_SQL}) AND not_before <= @now
+                         AND (lease_until IS NULL OR lease_until <= @now)
+                       ORDER BY pos LIMIT 1)
+           RETURNING ${ENTRY_COLUMNS}`,
+        ).get({ token, worker: cleanText(worker), until: leaseUntil(now, leaseMs), now: now.toISOString() }) as EntryRow | undefined;
+        return row && { entry: toEntry(row), token };
+      }),
+    );
+  }
+
+  renew(claim: Claim, leaseMs: number): Promise<void> {
+    return guarded(() =>
+      this.write(() => {
+        const { changes } = this.sql('UPDATE journal_entries SET lease_until = @until WHERE id = @id AND lease_token = @token').run({
+          id: claim.entry.id,
+          token: claim.token,
+          until: leaseUntil(new Date(), leaseMs),
+        });
+        if (changes === 0) throw new LeaseLostError(claim.entry.id);
+      }),
+    );
+  }
+
+  record(claim: Claim, transition: Transition): Promise<Entry> {
+    return guarded(() =>
+      this.write(() => {
+        const { id } = claim.entry;
+        const held = this.sql('SELECT result FROM journal_entries WHERE id = ? AND lease_token = ?').get(id, claim.token) as
+          | { result: string }
+          | undefined;
+        if (held === undefined) throw new LeaseLostError(id);
+        const plan = planTransition(JSON.parse(held.result) as Record<string, unknown>, transition);
+        const now = new Date().toISOString();
+        const row = this.sql(
+          `UPDATE journal_entries
+           SET state = @state, error_code = @errorCode, error = @error, result = @result,
+               not_before = coalesce(@notBefore, not_before), updated_at = @now,
+               lease_token = CASE WHEN @release THEN NULL ELSE lease_token END,
+               lease_owner = CASE WHEN @release THEN NULL ELSE lease_owner END,
+               lease_until = CASE WHEN @release THEN NULL ELSE lease_until END
+           WHERE id = @id
+           RETURNING ${ENTRY_COLUMNS}`,
+        ).get({
+          id,
+          state: plan.state,
+          errorCode: plan.errorCode,
+          error: plan.error,
+          result: plan.result,
+          notBefore: plan.notBefore?.toISOString() ?? null,
+          now,
+          release: plan.releaseLease ? 1 : 0,
+        }) as EntryRow;
+        this.insertEvent(id, now, plan.event);
+        return toEntry(row);
+      }),
+    );
+  }
+
+  release(claim: Claim): Promise<void> {
+    return guarded(() =>
+      this.write(() => {
+        this.sql('UPDATE journal_entries SET lease_token = NULL, lease_owner = NULL, lease_until = NULL WHERE id = ? AND lease_token = ?').run(
+          claim.entry.id,
+          claim.token,
+        );
+      }),
+    );
+  }
+
+  reopen(id: string, reopen: Reopen): Promise<Entry> {
+    return guarded(() =>
+      this.write(() => {
+        const current = this.sql('SELECT state, overrides FROM journal_entries WHERE id = ?').get(id) as
+          | { state: EntryState; overrides: string }
+          | undefined;
+        const plan = planReopen(id, current && { state: current.state, overrides: JSON.parse(current.overrides) as ErrorCode[] }, reopen);
+        const now = new Date().toISOString();
+        const row = this.sql(
+          `UPDATE journal_entries
+           SET state = 'received', attempts = 0, error_code = NULL, error = NULL, overrides = @overrides,
+               not_before = @now, updated_at = @now, lease_token = NULL, lease_owner = NULL, lease_until = NULL
+           WHERE id = @id
+           RETURNING ${ENTRY_COLUMNS}`,
+        ).get({ id, overrides: plan.overrides, now }) as EntryRow;
+        this.insertEvent(id, now, plan.event);
+        return toEntry(row);
+      }),
+    );
+  }
+
+  counts(): Promise<Record<EntryState, number>> {
+    return guarded(() => {
+      const counts = emptyCounts();
+      const rows = this.sql('SELECT state, count(*) AS n FROM journal_entries GROUP BY state').all() as { state: EntryState; n: number }[];
+      for (const { state, n } of rows) counts[state] = n;
+      return counts;
+    });
+  }
+
+  list(filter: { state?: EntryState; limit: number; before?: string }): Promise<Entry[]> {
+    return guarded(() => {
+      const rows = this.sql(
+        `SELECT ${ENTRY_COLUMNS} FROM journal_entries
+         WHERE (@state IS NULL OR state = @state)
+           AND (@before IS NULL OR pos < (SELECT pos FROM journal_entries WHERE id = @before))
+         ORDER BY pos DESC LIMIT @limit`,
+      ).all({ state: filter.state ?? null, before: filter.before ?? null, limit: filter.limit }) as EntryRow[];
+      return rows.map(toEntry);
+    });
+  }
+
+  ping(): Promise<void> {
+    return guarded(() => {
+      this.sql('SELECT 1').get();
+    });
+  }
+
+  close(): Promise<void> {
+    return guarded(() => {
+      this.statements.clear();
+      this.db.close();
+    });
+  }
+
+  /** One `BEGIN IMMEDIATE` transaction: the write lock is held from the first read (see the file comment). */
+  private write<T>(work: () => T): T {
+    return this.db.transaction(work).immediate();
+  }
+
+  private insertEvent(id: string, at: string, event: EventValues): void {
+    this.sql(INSERT_EVENT).run({ id, at, ...event });
+  }
+
+  private sql(text: string): Database.Statement {
+    let statement = this.statements.get(text);
+    if (statement === undefined) {
+      statement = this.db.prepare(text);
+      this.statements.set(text, statement);
+    }
+    return statement;
+  }
+}
