@@ -14,6 +14,7 @@
 import { cpus } from 'node:os';
 import { pathToFileURL } from 'node:url';
 import { run as runConverter } from './converter.js';
+import { run as runGateway } from './gateway.js';
 import { BenchSetupError, benchSeconds, corpusDir, type BenchModule, type BenchResult } from './lib.js';
 
 export type { BenchModule, BenchResult } from './lib.js';
@@ -21,6 +22,7 @@ export type { BenchModule, BenchResult } from './lib.js';
 /** The registry: name → module. Run in this order. */
 export const BENCHES: Readonly<Record<string, BenchModule>> = {
   convert: runConverter,
+  gateway: runGateway,
 };
 
 export interface RunOutcome {
