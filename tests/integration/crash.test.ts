@@ -24,7 +24,7 @@ writeFileSync(configFile, JSON.stringify({
   dataDir: dir,
   pipeline: { concurrency: 2, leaseMs: 2000, pollMs: 50, retryBaseMs: 200, retryMaxMs: 2000 },
   clients: [{ id: 'sender', token: SENDER, role: 'sender' }, { id: 'ops', token: ADMIN, role: 'admin' }],
-  log: { level: 'warn' },
+  log: { level: 'info' },
 }));
 
 const template = corpusDocument('LDL-SES_2022.01.xml').toString('utf8');
