@@ -1,16 +1,17 @@
 # syntax=docker/dockerfile:1
 # Build stage: full dependencies, TypeScript compiled to dist/.
+# better-sqlite3 is a native addon: the toolchain builds it when no prebuilt binary is reachable.
 FROM node:20-bookworm-slim AS build
+RUN apt-get update && apt-get install -y --no-install-recommends python3 make g++ && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
-COPY package.json package-lock.json ./
-RUN npm ci --ignore-scripts --no-audit --no-fund
-COPY tsconfig.json tsconfig.build.json ./
+COPY package.json package-lock.json tsconfig.json tsconfig.build.json ./
 COPY gateway ./gateway
 COPY adapters ./adapters
 COPY bench ./bench
 COPY scripts ./scripts
 COPY schemas ./schemas
-RUN npm run build && npm prune --omit=dev
+# npm ci runs the install scripts (better-sqlite3) and `prepare` (the TypeScript build).
+RUN npm ci --no-audit --no-fund && npm prune --omit=dev
 
 # Runtime stage: production dependencies and compiled code only, non-root.
 FROM node:20-bookworm-slim
@@ -21,6 +22,8 @@ COPY --from=build /app/dist ./dist
 COPY package.json ./
 COPY bin ./bin
 COPY schemas ./schemas
+COPY fixtures/srir ./fixtures/srir
+COPY fixtures/ror ./fixtures/ror
 RUN mkdir -p /app/data && chown -R node:node /app/data
 USER node
 EXPOSE 8080 2525
