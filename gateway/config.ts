@@ -27,7 +27,7 @@ export interface Config {
     oauth: { tokenUrl: string; clientId: string; clientSecret: string; scope?: string } | null;
     headers: Record<string, string>;
   };
-  store: { fhirBaseUrl: string | null; storeOnly: boolean };
+  store: { fhirBaseUrl: string | null; fhirToken: string | null; storeOnly: boolean };
   pipeline: { concurrency: number; leaseMs: number; pollMs: number; retryBaseMs: number; retryMaxMs: number; maxAttempts: number };
   /** null until the server generates the sample clients (gateway/sample-clients.ts). */
   clients: ClientConfig[] | null;

@@ -49,12 +49,14 @@ export async function start(config: Readonly<Config>, log: Logger = createLogger
   }
 
   const journal = await openJournal(config.database);
-  const store = await openStore({ database: config.database, fhirBaseUrl: config.store.fhirBaseUrl });
+  const store = await openStore({ database: config.database, fhirBaseUrl: config.store.fhirBaseUrl, ...(config.store.fhirToken ? { fhirToken: config.store.fhirToken } : {}) });
   const metrics = createMetrics(journal);
   let pipeline: Pipeline | undefined;
   const app = buildApp(config, { journal, store, clients, log, metrics, srirFixture, rorFixture, onAppended: () => pipeline?.notify() });
 
-  const server: Server = createServer(app.callback());
+  const handle = app.callback();
+  // Koa's handler settles its own errors (errorHandler); the promise carries nothing to await.
+  const server: Server = createServer((req, res) => void handle(req, res));
   server.requestTimeout = 120_000;
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);

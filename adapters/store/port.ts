@@ -39,6 +39,8 @@ export interface SearchQuery {
   identifier?: TokenParam;
   patientIdentifier?: TokenParam;
   type?: TokenParam;
+  /** meta.tag: any of these codings (one `_tag` parameter, comma-separated; search.html#_tag). */
+  tag?: TokenParam[];
   lastUpdated?: DateParam[];
   count: number;
   /** Opaque cursor from a previous page's `next`. */

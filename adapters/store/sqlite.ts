@@ -1,0 +1,83 @@
+/**
+ * The built-in store's SQLite driver (`database: "sqlite:<path>"`, the embedded default), on its
+ * own connection to the journal's file. WAL with `synchronous=FULL` fsyncs every commit, so a
+ * stored document survives a power cut once put() resolves (https://sqlite.org/pragma.html#pragma_synchronous).
+ * Every write is `BEGIN IMMEDIATE`: it takes the database's single write lock before its first
+ * read, which is what serializes the lastUpdated assignment across processes
+ * (https://sqlite.org/lang_transaction.html); the busy timeout makes another process wait for
+ * the lock rather than fail. A unit of work runs to completion synchronously inside the
+ * transaction, so the lock is never held across an event-loop turn.
+ */
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import Database from 'better-sqlite3';
+import { PasserelleError } from '../../gateway/errors.js';
+import type { Row, SqlDriver, Work } from './sql.js';
+
+/** How long a write waits for another process's lock before the store reports itself unavailable. */
+const BUSY_TIMEOUT_MS = 10_000;
+
+export class SqliteDriver implements SqlDriver {
+  readonly dialect = 'sqlite' as const;
+  private readonly db: Database.Database;
+  private readonly statements = new Map<string, Database.Statement>();
+
+  constructor(path: string) {
+    try {
+      if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
+      this.db = new Database(path, { timeout: BUSY_TIMEOUT_MS });
+      this.db.pragma('journal_mode = WAL');
+      this.db.pragma('synchronous = FULL');
+      this.db.pragma('foreign_keys = ON');
+    } catch (err) {
+      throw sqliteError(err);
+    }
+  }
+
+  write<T>(work: () => Work<T>): Promise<T> {
+    return this.transaction(work, 'immediate');
+  }
+
+  read<T>(work: () => Work<T>): Promise<T> {
+    return this.transaction(work, 'deferred');
+  }
+
+  close(): Promise<void> {
+    if (this.db.open) this.db.close();
+    return Promise.resolve();
+  }
+
+  private transaction<T>(work: () => Work<T>, mode: 'immediate' | 'deferred'): Promise<T> {
+    try {
+      return Promise.resolve(this.db.transaction(() => this.run(work()))[mode]());
+    } catch (err) {
+      return Promise.reject(sqliteError(err));
+    }
+  }
+
+  private run<T>(work: Work<T>): T {
+    let step = work.next();
+    while (!step.done) {
+      const { sql, params } = step.value;
+      let statement = this.statements.get(sql);
+      if (!statement) {
+        statement = this.db.prepare(sql);
+        this.statements.set(sql, statement);
+      }
+      let rows: Row[] = [];
+      if (statement.reader) rows = statement.all(...params) as Row[];
+      else statement.run(...params);
+      step = work.next(rows);
+    }
+    return step.value;
+  }
+}
+
+// Lock contention, I/O and resource failures are the environment's, and pass: the caller retries.
+const TRANSIENT = /^SQLITE_(BUSY|LOCKED|IOERR|FULL|CANTOPEN|PROTOCOL|NOMEM|READONLY)/;
+
+function sqliteError(err: unknown): unknown {
+  const code = (err as { code?: unknown } | null)?.code;
+  if (typeof code === 'string' && TRANSIENT.test(code)) return new PasserelleError('STORE_UNAVAILABLE', `The store database is unavailable (${code}).`);
+  return err;
+}
