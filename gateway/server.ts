@@ -72,6 +72,10 @@ export async function start(config: Readonly<Config>, log: Logger = createLogger
     const ror = new RorClient({
       baseUrl: config.ror.baseUrl ?? `${self}/fixtures/ror/fhir`, timeoutMs: config.ror.timeoutMs, cacheTtlMs: config.ror.cacheTtlMs,
       ...(config.ror.oauth ? { oauth: config.ror.oauth } : {}), headers: config.ror.headers,
+      onStale: (detail) => {
+        metrics.neighbourCalls.inc({ neighbour: 'ror', operation: 'cache', outcome: 'stale' });
+        log.warn('ROR unavailable, cached answer served', { detail });
+      },
     });
     pipeline = new Pipeline({
       journal, log, metrics, settings: config.pipeline,
