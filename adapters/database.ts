@@ -2,6 +2,9 @@
  * The `database` setting (CONTRACT.md): `sqlite:<path>` (embedded default) or `postgres://…`.
  * The journal and the built-in store open the same database, each with its own connection.
  */
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import Database from 'better-sqlite3';
 import { PasserelleError } from '../gateway/errors.js';
 
 export type DatabaseLocation = { kind: 'sqlite'; path: string } | { kind: 'postgres'; url: string };
@@ -14,4 +17,21 @@ export function parseDatabaseUrl(url: string): DatabaseLocation {
   }
   if (/^postgres(ql)?:\/\//.test(url)) return { kind: 'postgres', url };
   throw new PasserelleError('CONFIG_INVALID', 'database: expected "sqlite:<path>" or "postgres://…"');
+}
+
+/** How long a process waits for another one's write lock before an operation fails. */
+export const SQLITE_BUSY_TIMEOUT_MS = 10_000;
+
+/**
+ * Opens a SQLite database the way the journal and the store both need it: WAL (readers never block
+ * the writer; several processes can share the file), synchronous=FULL (a commit is on disk before
+ * the caller answers "accepted"), foreign keys enforced. Creates the file's directory if missing.
+ */
+export function openSqlite(path: string): Database.Database {
+  if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
+  const db = new Database(path, { timeout: SQLITE_BUSY_TIMEOUT_MS });
+  db.pragma('journal_mode = WAL');
+  db.pragma('synchronous = FULL');
+  db.pragma('foreign_keys = ON');
+  return db;
 }

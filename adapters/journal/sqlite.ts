@@ -13,9 +13,8 @@
  * is what the embedded default trades for zero setup; PostgreSQL is the choice for load.
  * Instants are ISO-8601 UTC text of fixed width, so they compare correctly as strings.
  */
-import { mkdirSync } from 'node:fs';
-import { dirname } from 'node:path';
-import Database from 'better-sqlite3';
+import type Database from 'better-sqlite3';
+import { openSqlite } from '../database.js';
 import type { ErrorCode } from '../../gateway/errors.js';
 import type { Claim, Entry, EntryState, HistoryEvent, Journal, NewEntry, Reopen, Transition } from './port.js';
 import { LeaseLostError } from './port.js';
@@ -41,8 +40,6 @@ import {
   type EventValues,
 } from './rows.js';
 
-/** How long a process waits for another one's write lock before the journal reports itself unavailable. */
-const BUSY_TIMEOUT_MS = 10_000;
 
 // `pos` (the rowid) orders entries by arrival: ids are random UUIDs and instants can tie.
 const SCHEMA = `
@@ -102,11 +99,7 @@ export class SqliteJournal implements Journal {
   /** `path` is a file (its directory is created if missing) or `:memory:`. */
   constructor(path: string) {
     try {
-      if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
-      this.db = new Database(path, { timeout: BUSY_TIMEOUT_MS });
-      this.db.pragma('journal_mode = WAL');
-      this.db.pragma('synchronous = FULL');
-      this.db.pragma('foreign_keys = ON');
+      this.db = openSqlite(path);
     } catch (err) {
       throw journalError(err);
     }

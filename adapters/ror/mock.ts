@@ -38,6 +38,7 @@ import { outcome } from '../../gateway/fhir/outcome.js';
 import { validateResource } from '../../gateway/fhir/validate.js';
 import { packageFile } from '../../gateway/util/package-root.js';
 import { interventionZones, referencedId, ROR_MAX_PAGE, ROR_SD } from './client.js';
+import { splitEscaped } from '../../gateway/fhir/escaping.js';
 
 const FHIR_JSON = 'application/fhir+json; charset=utf-8';
 const FHIR_ID = /^[A-Za-z0-9\-.]{1,64}$/;
@@ -141,28 +142,11 @@ interface Token { system?: string; code: string }
 
 class BadRequest extends Error {}
 
-/** Splits on a separator not escaped with a backslash, then removes the escapes (search.html#escaping). */
-function splitUnescaped(value: string, separator: string, limit = Infinity): string[] {
-  const parts: string[] = [];
-  let current = '';
-  for (let i = 0; i < value.length; i++) {
-    const c = value[i] as string;
-    if (c === '\\' && i + 1 < value.length) {
-      current += c + (value[i + 1] as string);
-      i++;
-    } else if (c === separator && parts.length < limit - 1) {
-      parts.push(current);
-      current = '';
-    } else current += c;
-  }
-  parts.push(current);
-  return parts;
-}
 const unescape = (s: string): string => s.replace(/\\(.)/g, '$1');
 
 function tokens(raw: string): Token[] {
-  return splitUnescaped(raw, ',').map((alternative) => {
-    const parts = splitUnescaped(alternative, '|', 2);
+  return splitEscaped(raw, ',').map((alternative) => {
+    const parts = splitEscaped(alternative, '|', 2);
     if (parts.length === 1) return { code: unescape(parts[0] as string) };
     return { system: unescape(parts[0] as string), code: unescape(parts[1] as string) };
   });

@@ -8,14 +8,11 @@
  * the lock rather than fail. A unit of work runs to completion synchronously inside the
  * transaction, so the lock is never held across an event-loop turn.
  */
-import { mkdirSync } from 'node:fs';
-import { dirname } from 'node:path';
-import Database from 'better-sqlite3';
+import type Database from 'better-sqlite3';
+import { openSqlite } from '../database.js';
 import { PasserelleError } from '../../gateway/errors.js';
 import type { Row, SqlDriver, Work } from './sql.js';
 
-/** How long a write waits for another process's lock before the store reports itself unavailable. */
-const BUSY_TIMEOUT_MS = 10_000;
 
 export class SqliteDriver implements SqlDriver {
   readonly dialect = 'sqlite' as const;
@@ -24,11 +21,7 @@ export class SqliteDriver implements SqlDriver {
 
   constructor(path: string) {
     try {
-      if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
-      this.db = new Database(path, { timeout: BUSY_TIMEOUT_MS });
-      this.db.pragma('journal_mode = WAL');
-      this.db.pragma('synchronous = FULL');
-      this.db.pragma('foreign_keys = ON');
+      this.db = openSqlite(path);
     } catch (err) {
       throw sqliteError(err);
     }

@@ -12,6 +12,7 @@ import { PasserelleError } from '../errors.js';
 import { dateRange } from '../../adapters/store/instant.js';
 import type { AuditQuery, DateParam, Scope, SearchQuery, TokenParam } from '../../adapters/store/port.js';
 import { ROUTED_TO_SYSTEM } from '../../adapters/store/tags.js';
+import { splitEscaped } from '../fhir/escaping.js';
 
 export const DEFAULT_COUNT = 20;
 export const MAX_COUNT = 100;
@@ -32,42 +33,25 @@ export interface BundleSearch {
 const invalid = (detail: string): PasserelleError => new PasserelleError('REQUEST_INVALID', detail);
 const shown = (name: string): string => JSON.stringify(name.slice(0, 80));
 
-/** Splits on a separator not escaped with `\` (search.html#escaping). */
-function split(value: string, separator: ',' | '|', limit = Infinity): string[] {
-  const parts: string[] = [];
-  let current = '';
-  for (let i = 0; i < value.length; i++) {
-    const c = value[i] as string;
-    if (c === '\\' && i + 1 < value.length) {
-      current += c + (value[i + 1] as string);
-      i++;
-    } else if (c === separator && parts.length < limit - 1) {
-      parts.push(current);
-      current = '';
-    } else current += c;
-  }
-  parts.push(current);
-  return parts;
-}
 
 const unescape = (s: string): string => s.replace(/\\([\\,|$])/g, '$1');
 
 /** `[system]|[code]`, `|[code]` or `[code]` (search.html#token); a system never holds a `|`, so the first one separates. */
 function token(raw: string, name: string): TokenParam {
-  const [first, rest] = split(raw, '|', 2) as [string, string | undefined];
+  const [first, rest] = splitEscaped(raw, '|', 2) as [string, string | undefined];
   const t: TokenParam = rest === undefined ? { value: unescape(first) } : { system: unescape(first), value: unescape(rest) };
   if (!t.value && !t.system) throw invalid(`${name}: a token needs a system or a code.`);
   return t;
 }
 
 function singleToken(raw: string, name: string): TokenParam {
-  const values = split(raw, ',');
+  const values = splitEscaped(raw, ',');
   if (values.length > 1) throw invalid(`${name}: a list of values (OR) is supported only for _tag.`);
   return token(raw, name);
 }
 
 function dateParam(raw: string): DateParam {
-  if (split(raw, ',').length > 1) throw invalid('_lastUpdated: a list of values (OR) is not supported; repeat the parameter (AND).');
+  if (splitEscaped(raw, ',').length > 1) throw invalid('_lastUpdated: a list of values (OR) is not supported; repeat the parameter (AND).');
   const m = /^(eq|ne|gt|lt|ge|le|sa|eb|ap)?(.*)$/.exec(raw) as RegExpExecArray;
   const prefix = (m[1] ?? 'eq') as string;
   if (!['eq', 'gt', 'ge', 'lt', 'le'].includes(prefix)) throw invalid(`_lastUpdated: the prefix ${prefix} is not supported (eq, gt, ge, lt, le).`);
@@ -118,7 +102,7 @@ export function parseBundleSearch(params: Params, lenient = false): BundleSearch
       case 'composition.patient.identifier': single(name); query.patientIdentifier = singleToken(value, name); break;
       case 'composition.type': single(name); query.type = singleToken(value, name); break;
       case '_tag': {
-        const tags = split(value, ',').map((v) => token(v, name));
+        const tags = splitEscaped(value, ',').map((v) => token(v, name));
         // Routing is what the store knows as routedTo, tagged or not: such a `_tag` narrows the scope.
         if (tags.every((t) => t.system === ROUTED_TO_SYSTEM && t.value)) {
           const orgs = tags.map((t) => t.value);

@@ -7,7 +7,6 @@
  */
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Koa from 'koa';
@@ -23,6 +22,7 @@ import { validateBundle } from '../../gateway/fhir/validate.js';
 import { ACTIVITY_SYSTEM, resolveRouting, ROR_ORGANIZATION_ID_SYSTEM, ROUTED_TO_SYSTEM, type RoutingDecision } from '../../gateway/routing/route.js';
 import { corpusDocument, loadCorpus } from '../support/corpus.js';
 import { validateWithStructureDefinitions } from '../support/fhir-validator.js';
+import { close, listen, type Running } from '../support/loopback.js';
 
 const PREFIX = '/fixtures/ror/fhir';
 const SD = 'https://interop.esante.gouv.fr/ig/fhir/ror/StructureDefinition/';
@@ -36,23 +36,6 @@ const ROR_HEADERS = {
   'Ror-Role-Metier-System': 'https://passerelle.dev/fhir/CodeSystem/role-metier',
 };
 
-interface Running { server: http.Server; origin: string }
-
-/** Koa's callback settles its own promise (errors answered as 500): nothing to await here. */
-type Handler = (req: http.IncomingMessage, res: http.ServerResponse) => void | Promise<void>;
-
-async function listen(handler: Handler): Promise<Running> {
-  const server = http.createServer((req, res) => {
-    void handler(req, res);
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return { server, origin: `http://127.0.0.1:${(server.address() as AddressInfo).port}` };
-}
-
-async function close(r: Running): Promise<void> {
-  r.server.closeAllConnections();
-  await new Promise<void>((resolve) => r.server.close(() => resolve()));
-}
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 

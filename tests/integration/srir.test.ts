@@ -5,8 +5,6 @@
  * servers too: a closed port, a server answering 500, one that never answers, one answering HTML.
  */
 import { mkdtempSync, writeFileSync } from 'node:fs';
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Koa from 'koa';
@@ -22,6 +20,7 @@ import { checkInsKey } from '../../gateway/identity/ins.js';
 import { extractTraits, IDENTITY_RELIABILITY_URL, insIdentifiers } from '../../gateway/identity/traits.js';
 import { corpusDocument } from '../support/corpus.js';
 import { validateWithStructureDefinitions } from '../support/fhir-validator.js';
+import { close, listen, type Running } from '../support/loopback.js';
 
 const PREFIX = '/fixtures/srir/fhir';
 const FR = 'https://hl7.fr/ig/fhir/core/StructureDefinition/';
@@ -30,23 +29,6 @@ const INS_NIR_TEST = 'urn:oid:1.2.250.1.213.1.4.10';
 const PAT_TROIS_DOCS = ['LDL-SES_2022.01.xml', 'DLU-EHPAD-FLUDT_2022.01.xml', 'BIO-CR-BIO_2024.01_TSH_1.xml', 'DOC_NON_STRUCTURE_CDA-R2-N1.xml'];
 const NONE: ReadonlySet<ErrorCode> = new Set();
 
-interface Running { server: http.Server; origin: string }
-
-/** Koa's callback returns a promise it settles itself (errors answered as 500): nothing to await here. */
-type Handler = (req: http.IncomingMessage, res: http.ServerResponse) => void | Promise<void>;
-
-async function listen(handler: Handler): Promise<Running> {
-  const server = http.createServer((req, res) => {
-    void handler(req, res);
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return { server, origin: `http://127.0.0.1:${(server.address() as AddressInfo).port}` };
-}
-
-async function close(r: Running): Promise<void> {
-  r.server.closeAllConnections();
-  await new Promise<void>((resolve) => r.server.close(() => resolve()));
-}
 
 function mockApp(fixture: Bundle, before?: Koa.Middleware): Koa {
   const app = new Koa();
