@@ -137,6 +137,90 @@ export const ERROR_CATALOGUE = {
     http: 500, smtp: 451, mdn: 906, issueType: 'invalid', transient: false,
     message: 'The configuration is invalid.',
   },
+  SMIME_MALFORMED: {
+    http: 400, smtp: 554, mdn: 906, issueType: 'structure', transient: false,
+    message: 'The S/MIME structure (CMS, RFC 5652) is truncated or cannot be parsed.',
+  },
+  SMIME_NOT_RECIPIENT: {
+    http: 422, smtp: 554, mdn: 906, issueType: 'security', transient: false,
+    message: "The message is encrypted, but not to the gateway's certificate.",
+  },
+  SMIME_DECRYPT_FAILED: {
+    http: 422, smtp: 554, mdn: 906, issueType: 'security', transient: false,
+    message: 'The message could not be decrypted (one code for every decryption failure, by design).',
+  },
+  SMIME_ALGORITHM_REFUSED: {
+    http: 422, smtp: 554, mdn: 906, issueType: 'security', transient: false,
+    message: 'A refused algorithm or key size is used (RC2, DES, 3DES, MD5, RSA below 2048 bits).',
+  },
+  SMIME_SIGNATURE_INVALID: {
+    http: 422, smtp: 554, mdn: 906, issueType: 'security', transient: false,
+    message: "The signature does not match the signed content or the signer's key.",
+  },
+  SMIME_SIGNER_NOT_TRUSTED: {
+    http: 422, smtp: 554, mdn: 901, issueType: 'security', transient: false,
+    message: "The signer's certificate does not chain to a configured trust anchor.",
+  },
+  SMIME_SIGNER_EXPIRED: {
+    http: 422, smtp: 554, mdn: 901, issueType: 'security', transient: false,
+    message: "The signer's certificate was not valid at signing time (expired or not yet valid).",
+  },
+  SMIME_SIGNER_REVOKED: {
+    http: 422, smtp: 554, mdn: 901, issueType: 'security', transient: false,
+    message: "The signer's certificate is revoked by a configured CRL.",
+  },
+  SMIME_SIGNER_USAGE: {
+    http: 422, smtp: 554, mdn: 901, issueType: 'security', transient: false,
+    message: "The signer's certificate is not for e-mail signature (key usage, extended key usage).",
+  },
+  SMIME_SIGNER_MISMATCH: {
+    http: 422, smtp: 554, mdn: 901, issueType: 'security', transient: false,
+    message: "The signer's certificate e-mail address differs from the message's From.",
+  },
+  SMIME_POLICY_VIOLATION: {
+    http: 422, smtp: 554, mdn: 906, issueType: 'security', transient: false,
+    message: 'The message is not signed or not encrypted as the S/MIME policy requires for its sender.',
+  },
+  MIME_MALFORMED: {
+    http: 400, smtp: 554, mdn: 906, issueType: 'structure', transient: false,
+    message: 'The message is not a readable MIME message.',
+  },
+  MIME_NO_DOCUMENT: {
+    http: 422, smtp: 554, mdn: 906, issueType: 'invalid', transient: false,
+    message: 'The message carries no CDA document (no IHE_XDM.zip, CDA XML or PDF attachment).',
+  },
+  XDM_MALFORMED: {
+    http: 422, smtp: 554, mdn: 906, issueType: 'structure', transient: false,
+    message: 'The IHE XDM zip is unreadable, or its METADATA.XML is missing or invalid.',
+  },
+  XDM_LIMIT_EXCEEDED: {
+    http: 422, smtp: 554, mdn: 906, issueType: 'too-costly', transient: false,
+    message: 'The zip exceeds a limit: entry count, total or entry size, compression ratio.',
+  },
+  XDM_UNSAFE_ENTRY: {
+    http: 422, smtp: 554, mdn: 906, issueType: 'security', transient: false,
+    message: 'The zip has an unsafe entry: path traversal, absolute path, link, or encrypted entry.',
+  },
+  XDM_HASH_MISMATCH: {
+    http: 422, smtp: 554, mdn: 906, issueType: 'invalid', transient: false,
+    message: "A document's SHA-1 hash in METADATA.XML differs from the document.",
+  },
+  XDM_SIZE_MISMATCH: {
+    http: 422, smtp: 554, mdn: 906, issueType: 'invalid', transient: false,
+    message: "A document's size in METADATA.XML differs from the document.",
+  },
+  XDM_PATIENT_MISMATCH: {
+    http: 422, smtp: 554, mdn: 902, issueType: 'business-rule', transient: false,
+    message: "The patient id of METADATA.XML differs from the CDA's patient.",
+  },
+  MESSAGE_MULTIPLE_PATIENTS: {
+    http: 422, smtp: 554, mdn: 902, issueType: 'business-rule', transient: false,
+    message: 'One message carries documents of several patients.',
+  },
+  DOCUMENT_MASKED: {
+    http: 422, smtp: 554, mdn: 906, issueType: 'business-rule', transient: false,
+    message: 'The document is masked from professionals (MASQUE_PS): held, not integrated.',
+  },
   INTERNAL_ERROR: {
     http: 500, smtp: 451, mdn: 906, issueType: 'exception', transient: true,
     message: 'Unexpected internal error.',
