@@ -1,17 +1,19 @@
 /**
- * The stages of a CDA document entry (ARCHITECTURE.md, pipeline): convert → identify → resolve →
- * route. Each stage does one job on the document state and returns what the journal records for
- * operators (codes, decisions, ids: no patient traits). A resumed or replayed entry starts again
- * from its raw bytes: conversion is deterministic and the store is idempotent on the document key,
- * so the intermediate Bundle (patient data) is never copied into the journal.
+ * The stages of the pipeline (ARCHITECTURE.md): an entry carries one or more CDA documents (one
+ * for `POST /documents`; those of a mail, once unwrapped and extracted) and each document goes
+ * through convert → identify → resolve → route. Each stage does one job on every document and
+ * returns what the journal records for operators (codes, decisions, ids: no patient traits). A
+ * resumed or replayed entry starts again from its raw bytes: conversion is deterministic and the
+ * store is idempotent on the document key, so no intermediate Bundle (patient data) is copied into
+ * the journal.
  */
-import type { Bundle } from '@medplum/fhirtypes';
+import type { Bundle, Patient } from '@medplum/fhirtypes';
 import type { EntryState } from '../../adapters/journal/port.js';
 import type { Directory } from '../../adapters/ror/port.js';
 import type { IdentityServer } from '../../adapters/srir/port.js';
 import type { DocumentStore } from '../../adapters/store/port.js';
 import { convertCda } from '../cda/convert.js';
-import type { ErrorCode } from '../errors.js';
+import { PasserelleError, type ErrorCode } from '../errors.js';
 import { identify } from '../identity/identify.js';
 import { resolveRouting } from '../routing/route.js';
 import { documentKey, supersededKeys } from './document-key.js';
@@ -23,64 +25,99 @@ export interface StageNeighbours {
   store: DocumentStore;
 }
 
-export interface DocumentWork {
+/** One CDA document of an entry, and what the stages learnt about it. */
+export interface DocumentItem {
   raw: Buffer;
-  overrides: ReadonlySet<ErrorCode>;
+  /** Where it came from: `body`, or its path in the XDM zip / attachment name. */
+  source: string;
   bundle?: Bundle;
   routedTo?: string[];
+  /** What the journal shows about this document (no patient data). */
+  info: Record<string, unknown>;
+}
+
+export interface EntryWork {
+  raw: Buffer;
+  overrides: ReadonlySet<ErrorCode>;
+  documents: DocumentItem[];
 }
 
 export interface Stage {
   name: string;
   /** The entry state once the stage succeeded. */
   reached: EntryState;
-  run(work: DocumentWork, neighbours: StageNeighbours): Promise<Record<string, unknown>>;
+  run(work: EntryWork, neighbours: StageNeighbours): Promise<Record<string, unknown>>;
 }
 
-const need = (work: DocumentWork): Bundle => {
-  if (!work.bundle) throw new Error('stage run out of order: no Bundle yet');
-  return work.bundle;
+const need = (doc: DocumentItem): Bundle => {
+  if (!doc.bundle) throw new Error('stage run out of order: no Bundle yet');
+  return doc.bundle;
 };
+
+/** The journal's view of the documents, after a stage updated their `info`. */
+const documentsResult = (work: EntryWork): Record<string, unknown> => ({ documents: work.documents.map((d) => ({ source: d.source, ...d.info })) });
+
+/** The patient's identifiers as `system|value`, to tell whether two documents are about one patient. */
+function patientKeys(bundle: Bundle): string[] {
+  const patient = bundle.entry?.find((e) => e.resource?.resourceType === 'Patient')?.resource as Patient | undefined;
+  return (patient?.identifier ?? []).filter((i) => i.system && i.value).map((i) => `${i.system ?? ''}|${i.value ?? ''}`);
+}
 
 export const DOCUMENT_STAGES: readonly Stage[] = [
   {
     name: 'convert',
     reached: 'converted',
     run(work) {
-      assertLooksLikeXml(work.raw);
-      const { bundle, report } = convertCda(work.raw);
-      work.bundle = bundle;
-      const composition = bundle.entry?.[0]?.resource;
-      const type = composition?.resourceType === 'Composition' ? composition.type.coding?.[0]?.code : undefined;
-      return Promise.resolve({ documentKey: documentKey(bundle), documentType: type ?? null, reportIssues: report.issue.length });
+      for (const doc of work.documents) {
+        assertLooksLikeXml(doc.raw);
+        const { bundle, report } = convertCda(doc.raw);
+        doc.bundle = bundle;
+        const composition = bundle.entry?.[0]?.resource;
+        const type = composition?.resourceType === 'Composition' ? composition.type.coding?.[0]?.code : undefined;
+        doc.info = { documentKey: documentKey(bundle), documentType: type ?? null, reportIssues: report.issue.length };
+      }
+      // One patient per entry (DOMAIN.md §2): documents that share no patient identifier are refused together.
+      const [first, ...others] = work.documents.map((d) => patientKeys(need(d)));
+      if (first && others.some((keys) => !keys.some((k) => first.includes(k)))) throw new PasserelleError('MESSAGE_MULTIPLE_PATIENTS');
+      return Promise.resolve(documentsResult(work));
     },
   },
   {
     name: 'identify',
     reached: 'identified',
     async run(work, { srir }) {
-      const { bundle, outcome } = await identify(need(work), srir, { overrides: work.overrides });
-      work.bundle = bundle;
-      return { identity: { status: outcome.status, matched: outcome.matched, reason: outcome.reason } };
+      for (const doc of work.documents) {
+        const { bundle, outcome } = await identify(need(doc), srir, { overrides: work.overrides });
+        doc.bundle = bundle;
+        doc.info.identity = { status: outcome.status, matched: outcome.matched, reason: outcome.reason };
+      }
+      return documentsResult(work);
     },
   },
   {
     name: 'resolve',
     reached: 'resolved',
     async run(work, { ror }) {
-      const { bundle, decision } = await resolveRouting(need(work), ror);
-      work.bundle = bundle;
-      work.routedTo = decision.dac.identifiers;
-      return { routing: decision };
+      for (const doc of work.documents) {
+        const { bundle, decision } = await resolveRouting(need(doc), ror);
+        doc.bundle = bundle;
+        doc.routedTo = decision.dac.identifiers;
+        doc.info.routing = decision;
+      }
+      return documentsResult(work);
     },
   },
   {
     name: 'route',
     reached: 'delivered',
     async run(work, { store }) {
-      const bundle = need(work);
-      const { id, created } = await store.put({ bundle, documentKey: documentKey(bundle), routedTo: work.routedTo ?? [], supersedes: supersededKeys(bundle) });
-      return { bundles: [`Bundle/${id}`], duplicate: !created };
+      for (const doc of work.documents) {
+        const bundle = need(doc);
+        const { id, created } = await store.put({ bundle, documentKey: documentKey(bundle), routedTo: doc.routedTo ?? [], supersedes: supersededKeys(bundle) });
+        doc.info.bundle = `Bundle/${id}`;
+        doc.info.duplicate = !created;
+      }
+      return { ...documentsResult(work), bundles: work.documents.map((d) => d.info.bundle) };
     },
   },
 ];

@@ -13,7 +13,7 @@ import { ERROR_CATALOGUE, PasserelleError } from '../errors.js';
 import { errorFields, type Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import { retryDelayMs } from './backoff.js';
-import { DOCUMENT_STAGES, type DocumentWork, type Stage, type StageNeighbours } from './stages.js';
+import { DOCUMENT_STAGES, type EntryWork, type Stage, type StageNeighbours } from './stages.js';
 
 export interface PipelineDeps extends StageNeighbours {
   journal: Journal;
@@ -93,7 +93,7 @@ export class Pipeline {
     const { journal, log, metrics } = this.deps;
     const raw = await journal.raw(claim.entry.id);
     if (!raw) throw new Error(`entry ${claim.entry.id} has no raw bytes`);
-    const work: DocumentWork = { raw, overrides: new Set(claim.entry.overrides) };
+    const work: EntryWork = { raw, overrides: new Set(claim.entry.overrides), documents: [{ raw, source: 'body', info: {} }] };
     let entry: Entry = claim.entry;
     for (const stage of this.deps.stages ?? DOCUMENT_STAGES) {
       const started = performance.now();
