@@ -12,7 +12,7 @@ import { createSrirMock } from '../adapters/srir/mock.js';
 import type { DocumentStore } from '../adapters/store/port.js';
 import type { Config } from './config.js';
 import { authenticate, type ClientConfig } from './http/auth.js';
-import { documentsRouter } from './http/documents.js';
+import { intakeRouter } from './http/intake.js';
 import { errorHandler } from './http/errors.js';
 import { fhirRouter } from './http/fhir-router.js';
 import { messagesRouter } from './http/messages.js';
@@ -64,7 +64,7 @@ export function buildApp(config: Readonly<Config>, deps: AppDeps): Koa<AppState>
   ];
   if (!config.store.storeOnly) {
     routers.push(
-      documentsRouter({ journal: deps.journal, maxBodyBytes: config.http.maxBodyBytes, onAppended }),
+      intakeRouter({ journal: deps.journal, maxBodyBytes: config.http.maxBodyBytes, onAppended }),
       messagesRouter({ journal: deps.journal, onAppended }),
       createSrirMock(deps.srirFixture, '/fixtures/srir/fhir') as unknown as Router<AppState>,
       createRorMock(deps.rorFixture, '/fixtures/ror/fhir') as unknown as Router<AppState>,

@@ -20,7 +20,10 @@ export interface Config {
   dataDir: string;
   /** Always set after loading: `sqlite:<dataDir>/passerelle.db` when the file leaves it null. */
   database: string;
-  smime: { certificate: string | null; privateKey: string | null; trustAnchors: string[]; crls: string[] };
+  smime: {
+    certificate: string | null; privateKey: string | null; trustAnchors: string[]; crls: string[];
+    requireSignature: boolean; requireEncryption: boolean; plainDomains: string[];
+  };
   srir: { baseUrl: string | null; fixture: string | null; timeoutMs: number };
   ror: {
     baseUrl: string | null; fixture: string | null; timeoutMs: number; cacheTtlMs: number;

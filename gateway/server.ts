@@ -17,6 +17,7 @@ import type { DocumentStore } from '../adapters/store/port.js';
 import { buildApp } from './app.js';
 import type { Config } from './config.js';
 import { createLogger, type Logger } from './log.js';
+import { loadMailSecurity } from './mail/security.js';
 import { createMetrics, instrument } from './metrics.js';
 import { Pipeline } from './pipeline/worker.js';
 import { sampleClients } from './sample-clients.js';
@@ -48,6 +49,7 @@ export async function start(config: Readonly<Config>, log: Logger = createLogger
     }
   }
 
+  const mail = loadMailSecurity(config.smime);
   const journal = await openJournal(config.database);
   const store = await openStore({ database: config.database, fhirBaseUrl: config.store.fhirBaseUrl, ...(config.store.fhirToken ? { fhirToken: config.store.fhirToken } : {}) });
   const metrics = createMetrics(journal);
@@ -78,7 +80,7 @@ export async function start(config: Readonly<Config>, log: Logger = createLogger
       },
     });
     pipeline = new Pipeline({
-      journal, log, metrics, settings: config.pipeline,
+      journal, log, metrics, settings: config.pipeline, mail,
       srir: instrument(srir, 'srir', metrics.neighbourCalls),
       ror: instrument(ror, 'ror', metrics.neighbourCalls),
       store: instrument(store, 'store', metrics.neighbourCalls),

@@ -6,8 +6,8 @@
  */
 import type { ErrorCode } from '../../gateway/errors.js';
 
-/** Pipeline states, in order; the last three are final. */
-export const ENTRY_STATES = ['received', 'converted', 'identified', 'resolved', 'delivered', 'quarantined', 'failed'] as const;
+/** Pipeline states, in order (mail entries pass unwrapped and extracted; documents posted over HTTP do not); the last three are final. */
+export const ENTRY_STATES = ['received', 'unwrapped', 'extracted', 'converted', 'identified', 'resolved', 'delivered', 'quarantined', 'failed'] as const;
 export type EntryState = (typeof ENTRY_STATES)[number];
 export const FINAL_STATES: ReadonlySet<EntryState> = new Set<EntryState>(['delivered', 'quarantined', 'failed']);
 

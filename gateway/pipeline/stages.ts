@@ -32,6 +32,8 @@ export interface DocumentItem {
   source: string;
   bundle?: Bundle;
   routedTo?: string[];
+  /** The patient id the XDM metadata announces (ITI TF-3 XDSDocumentEntry.patientId): the CDA must agree. */
+  expectedPatient?: { root: string; id: string };
   /** What the journal shows about this document (no patient data). */
   info: Record<string, unknown>;
 }
@@ -75,6 +77,10 @@ export const DOCUMENT_STAGES: readonly Stage[] = [
         const composition = bundle.entry?.[0]?.resource;
         const type = composition?.resourceType === 'Composition' ? composition.type.coding?.[0]?.code : undefined;
         doc.info = { documentKey: documentKey(bundle), documentType: type ?? null, reportIssues: report.issue.length };
+        const expected = doc.expectedPatient;
+        if (expected && !patientKeys(bundle).includes(`urn:oid:${expected.root}|${expected.id}`)) {
+          throw new PasserelleError('XDM_PATIENT_MISMATCH', `${doc.source}: the CDA's patient identifiers do not include the one of METADATA.XML (root ${expected.root})`);
+        }
       }
       // One patient per entry (DOMAIN.md §2): documents that share no patient identifier are refused together.
       const [first, ...others] = work.documents.map((d) => patientKeys(need(d)));

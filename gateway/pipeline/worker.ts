@@ -13,6 +13,7 @@ import { ERROR_CATALOGUE, PasserelleError } from '../errors.js';
 import { errorFields, type Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import { retryDelayMs } from './backoff.js';
+import { extractStage, unwrapStage, type MailSecurity } from './mail-stages.js';
 import { DOCUMENT_STAGES, type EntryWork, type Stage, type StageNeighbours } from './stages.js';
 
 export interface PipelineDeps extends StageNeighbours {
@@ -21,13 +22,17 @@ export interface PipelineDeps extends StageNeighbours {
   metrics?: Metrics;
   settings: Config['pipeline'];
   workerId?: string;
-  /** The stage sequence; DOCUMENT_STAGES unless a test supplies its own. */
+  /** S/MIME identity, trust and policy for mail entries. */
+  mail: MailSecurity;
+  /** The stage sequence for every entry, when a test supplies its own. */
   stages?: readonly Stage[];
 }
 
 export class Pipeline {
   private readonly deps: PipelineDeps;
   private readonly workerId: string;
+  /** A mail is unwrapped and its documents extracted before the document stages. */
+  private readonly messageStages: readonly Stage[];
   private running = false;
   private loops: Promise<void>[] = [];
   private wakers = new Set<() => void>();
@@ -35,6 +40,7 @@ export class Pipeline {
   constructor(deps: PipelineDeps) {
     this.deps = deps;
     this.workerId = deps.workerId ?? `${process.pid}-${randomUUID().slice(0, 8)}`;
+    this.messageStages = [unwrapStage(deps.mail), extractStage, ...DOCUMENT_STAGES];
   }
 
   start(): void {
@@ -93,9 +99,10 @@ export class Pipeline {
     const { journal, log, metrics } = this.deps;
     const raw = await journal.raw(claim.entry.id);
     if (!raw) throw new Error(`entry ${claim.entry.id} has no raw bytes`);
-    const work: EntryWork = { raw, overrides: new Set(claim.entry.overrides), documents: [{ raw, source: 'body', info: {} }] };
+    const isMail = claim.entry.kind === 'message';
+    const work: EntryWork = { raw, overrides: new Set(claim.entry.overrides), documents: isMail ? [] : [{ raw, source: 'body', info: {} }] };
     let entry: Entry = claim.entry;
-    for (const stage of this.deps.stages ?? DOCUMENT_STAGES) {
+    for (const stage of this.deps.stages ?? (isMail ? this.messageStages : DOCUMENT_STAGES)) {
       const started = performance.now();
       try {
         const result = await stage.run(work, this.deps);

@@ -28,7 +28,7 @@ afterEach(async () => {
 
 const submit = async (): Promise<string> => (await journal.append({ kind: 'document', door: 'http', submitter: 't', contentType: 'application/xml', raw: Buffer.from('<x/>') })).id;
 const pipeline = (stages: Stage[], extra: Partial<Config['pipeline']> = {}): Pipeline =>
-  new Pipeline({ ...neighbours, journal, log: silentLogger, settings: { ...settings, ...extra }, stages });
+  new Pipeline({ ...neighbours, journal, log: silentLogger, settings: { ...settings, ...extra }, stages, mail: { identity: undefined, trust: undefined, policy: { requireSignature: true, requireEncryption: false, plainDomains: [] } } });
 
 describe('pipeline worker', () => {
   it('records every stage with its state, duration and result, and ends delivered', async () => {
