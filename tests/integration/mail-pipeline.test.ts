@@ -1,0 +1,110 @@
+/**
+ * Mail through the pipeline (issue "MSSanté mail channel"): messages built at test time the way
+ * MSSanté senders build them — an IHE_XDM.zip of a real ANS document, signed then encrypted by the
+ * real `openssl cms` with the development PKI — posted to `POST /messages`, unwrapped, extracted
+ * and delivered; and hostile variants, each quarantined with its code.
+ */
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadConfig } from '../../gateway/config.js';
+import { silentLogger } from '../../gateway/log.js';
+import { initDevPki, type DevPkiFiles } from '../../gateway/pki/dev-pki.js';
+import { start, type RunningGateway } from '../../gateway/server.js';
+import { corpusDocument } from '../support/corpus.js';
+import { metadataXml, OTHER_INS, xdm, type DocSpec } from '../support/xdm.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'passerelle-mail-'));
+const SENDER = 'mail-sender-token-00000000001';
+const LDL = corpusDocument('LDL-SES_2022.01.xml');
+/** The corpus patient's INS, and another valid one. */
+const [INS_VALUE, OTHER_INS_VALUE] = ['279035121518989', '295109912611193'];
+let pki: DevPkiFiles;
+let gateway: RunningGateway;
+
+function openssl(input: Buffer, ...args: string[]): Buffer {
+  const file = join(dir, `in-${Math.random().toString(36).slice(2)}`);
+  writeFileSync(file, input);
+  return execFileSync('/usr/bin/openssl', [...args, '-in', file], { stdio: ['ignore', 'pipe', 'pipe'] });
+}
+
+/** A multipart/mixed entity carrying the zip, CRLF line ends (RFC 5322 §2.3). */
+function entity(zip: Buffer | undefined, extraHeaders = ''): Buffer {
+  const b64 = zip ? zip.toString('base64').replace(/.{76}/g, '$&\r\n') : '';
+  const lines = [
+    `${extraHeaders}Content-Type: multipart/mixed; boundary="b1"`, '', '--b1', 'Content-Type: text/plain; charset=utf-8', '', 'Lettre de liaison ci-jointe.',
+    ...(zip ? ['--b1', 'Content-Type: application/zip; name="IHE_XDM.zip"', 'Content-Disposition: attachment; filename="IHE_XDM.zip"', 'Content-Transfer-Encoding: base64', '', b64] : []),
+    '--b1--', '',
+  ];
+  return Buffer.from(lines.join('\r\n'));
+}
+
+const headers = (from: string): string => `From: ${from}\r\nTo: bal@passerelle.test\r\nSubject: XDM/1.0/DDM\r\nMessage-ID: <${Math.random().toString(36).slice(2)}@hopital.test>\r\nMIME-Version: 1.0\r\n`;
+
+/** Signed by sender1 (multipart/signed), then encrypted to the gateway (RFC 8551 §3.6 signed then enveloped). */
+function signedThenEncrypted(inner: Buffer, from = 'sender1@hopital.test', signer = pki.senders[0]): Buffer {
+  const signed = openssl(inner, 'cms', '-sign', '-crlfeol', '-signer', signer?.certificate ?? '', '-inkey', signer?.key ?? '');
+  const encrypted = openssl(signed, 'cms', '-encrypt', '-aes256', '-crlfeol', '-recip', pki.gateway.certificate);
+  return Buffer.concat([Buffer.from(headers(from)), encrypted]);
+}
+
+const doc = (over: Partial<DocSpec> = {}): DocSpec => ({ id: 'Doc01', uri: 'DOC0001.XML', bytes: LDL, ...over });
+
+beforeAll(async () => {
+  pki = (await initDevPki(join(dir, 'pki'))).files;
+  const config = loadConfig({
+    env: {}, cwd: dir,
+    overrides: {
+      http: { port: 0, host: '127.0.0.1' },
+      pipeline: { pollMs: 20 },
+      smime: { certificate: pki.gateway.certificate, privateKey: pki.gateway.key, trustAnchors: [pki.ca.certificate], crls: [pki.crl], plainDomains: ['operateur-de-confiance.test'] },
+      clients: [{ id: 'mss', token: SENDER, role: 'sender' }],
+    },
+  });
+  gateway = await start(config, silentLogger);
+}, 60_000);
+afterAll(async () => {
+  await gateway.close();
+});
+
+async function submit(raw: Buffer): Promise<{ state: string; errorCode?: string; bundles: string[]; result: Record<string, unknown> }> {
+  const res = await fetch(`${gateway.url}/messages`, { method: 'POST', headers: { authorization: `Bearer ${SENDER}`, 'content-type': 'message/rfc822' }, body: raw });
+  expect(res.status).toBe(202);
+  const { id } = (await res.json()) as { id: string };
+  for (let i = 0; i < 400; i++) {
+    const entry = (await (await fetch(`${gateway.url}/messages/${id}`, { headers: { authorization: `Bearer ${SENDER}` } })).json()) as { state: string; errorCode?: string; bundles: string[]; result: Record<string, unknown> };
+    if (['delivered', 'quarantined', 'failed'].includes(entry.state)) return entry;
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  throw new Error('message did not settle');
+}
+
+describe('mail through the pipeline', () => {
+  it('delivers a signed-then-encrypted message carrying an IHE_XDM.zip', async () => {
+    const entry = await submit(signedThenEncrypted(entity(xdm([doc()]))));
+    expect(entry.state).toBe('delivered');
+    expect(entry.bundles).toHaveLength(1);
+    expect(entry.result.mail).toMatchObject({ signed: true, encrypted: true, signer: 'sender1@hopital.test' });
+  });
+
+  it('accepts plain mail from a trusted operator domain, refuses it from elsewhere', async () => {
+    const plain = (from: string): Buffer => Buffer.concat([Buffer.from(headers(from)), entity(xdm([doc({ bytes: Buffer.from(LDL.toString('utf8').replace('<id root="1.2.250.1.213.1.1.1.29.2022.1.1"/>', '<id root="1.2.250.1.213.1.1.1.29.2022.1.1" extension="plain"/>')) })]))]);
+    expect((await submit(plain('secretariat@operateur-de-confiance.test'))).state).toBe('delivered');
+    expect(await submit(plain('secretariat@ailleurs.test'))).toMatchObject({ state: 'quarantined', errorCode: 'SMIME_POLICY_VIOLATION' });
+  });
+
+  it('quarantines each hostile message with its code', async () => {
+    const cases: [string, Buffer, string][] = [
+      ['signer is not From', signedThenEncrypted(entity(xdm([doc()])), 'someone@else.test'), 'SMIME_SIGNER_MISMATCH'],
+      ['no document', signedThenEncrypted(entity(undefined)), 'MIME_NO_DOCUMENT'],
+      ['XDM metadata naming two patients', signedThenEncrypted(entity(xdm([doc({ patientId: OTHER_INS })]))), 'MESSAGE_MULTIPLE_PATIENTS'],
+      ['XDM patient differs from the CDA', signedThenEncrypted(entity(xdm([doc()], { metadata: Buffer.from(metadataXml([doc()]).toString('utf8').replaceAll(INS_VALUE, OTHER_INS_VALUE)) }))), 'XDM_PATIENT_MISMATCH'],
+      ['masked document', signedThenEncrypted(entity(xdm([doc({ confidentiality: { code: 'MASQUE_PS', scheme: '1.2.250.1.213.1.1.4.13', display: 'Masqué aux PS' } })]))), 'DOCUMENT_MASKED'],
+      ['hash mismatch', signedThenEncrypted(entity(xdm([doc({ hash: '0'.repeat(40) })]))), 'XDM_HASH_MISMATCH'],
+      ['signed by a sender, encrypted to someone else', Buffer.concat([Buffer.from(headers('sender1@hopital.test')), openssl(entity(xdm([doc()])), 'cms', '-encrypt', '-aes256', '-crlfeol', '-recip', pki.senders[1]?.certificate ?? '')]), 'SMIME_NOT_RECIPIENT'],
+    ];
+    for (const [name, raw, code] of cases) expect(await submit(raw), name).toMatchObject({ state: 'quarantined', errorCode: code });
+  });
+});
