@@ -1,14 +1,14 @@
 /**
- * A hardened XML reader for CDA documents: saxes (pure JS, streaming, non-validating) feeds a small
- * element tree. The document is hostile until proven otherwise:
+ * A hardened XML reader for CDA documents: a small non-validating XML 1.0 + Namespaces reader
+ * (xml-reader.ts) feeds a light element tree. The document is hostile until proven otherwise:
  * - any DOCTYPE is refused, so there are no DTDs, no external entities and no entity expansion
  *   (billion laughs, XXE); only the five predefined entities and character references are read;
  * - size, nesting depth and element count are bounded while parsing, before memory grows.
  */
 import { isUtf8 } from 'node:buffer';
 import { TextDecoder } from 'node:util';
-import { SaxesParser, type SaxesTagNS } from 'saxes';
 import { PasserelleError } from '../errors.js';
+import { XmlReader } from './xml-reader.js';
 
 export const HL7_NS = 'urn:hl7-org:v3';
 export const XSI_NS = 'http://www.w3.org/2001/XMLSchema-instance';
@@ -64,66 +64,45 @@ export function parseXml(input: Uint8Array, limits: XmlLimits = DEFAULT_XML_LIMI
     throw new PasserelleError('CDA_TOO_LARGE', `The document is ${input.byteLength} bytes; the limit is ${limits.maxBytes}.`);
   }
   const text = decode(input);
-  // CDA R2 is XML 1.0. saxes would switch to XML 1.1 rules for another version, which admits
-  // control characters through character references (`&#1;`): refuse rather than follow.
+  // CDA R2 is XML 1.0. XML 1.1 rules would admit control characters through character references
+  // (`&#1;`): refuse rather than follow.
   const version = /^\uFEFF?<\?xml\s+version\s*=\s*["']([^"']*)["']/.exec(text)?.[1];
   if (version !== undefined && version !== '1.0') {
     throw new PasserelleError('CDA_NOT_WELL_FORMED', `XML version "${version.slice(0, 10)}" is not 1.0.`);
   }
-  const parser = new SaxesParser({ xmlns: true, position: true });
   let root: XElement | undefined;
   const stack: XElement[] = [];
   let inNarrative = 0;
   let elements = 0;
-  let failure: PasserelleError | undefined;
-
-  const fail = (error: PasserelleError): void => {
-    failure ??= error;
-    throw error;
-  };
-
-  parser.on('doctype', () => fail(new PasserelleError('CDA_DTD_FORBIDDEN', undefined, `line ${parser.line}`)));
-  parser.on('opentag', (tag: SaxesTagNS) => {
-    if (++elements > limits.maxElements) {
-      fail(new PasserelleError('CDA_TOO_MANY_ELEMENTS', `More than ${limits.maxElements} elements.`));
-    }
-    if (stack.length >= limits.maxDepth) {
-      fail(new PasserelleError('CDA_TOO_DEEP', `Elements nest deeper than ${limits.maxDepth}.`, `line ${parser.line}`));
-    }
-    let attrs: Record<string, string> | undefined;
-    // Keyed by the name as written (`xsi:type`); namespace declarations are not attributes here.
-    for (const name in tag.attributes) {
-      if (name === 'xmlns' || name.startsWith('xmlns:')) continue;
-      (attrs ??= {})[name] = (tag.attributes[name] as { value: string }).value;
-    }
-    const parent = stack[stack.length - 1];
-    const el: XElement = { name: tag.local, ns: tag.uri, attrs: attrs ?? NO_ATTRS, children: NO_CHILDREN, parent };
-    if (tag.local === 'text' && tag.uri === HL7_NS) inNarrative++;
-    if (parent) appendChild(parent, el);
-    else root = el;
-    stack.push(el);
+  const reader: XmlReader = new XmlReader(text, {
+    open(local, uri, attrs) {
+      if (++elements > limits.maxElements) {
+        throw new PasserelleError('CDA_TOO_MANY_ELEMENTS', `More than ${limits.maxElements} elements.`);
+      }
+      if (stack.length >= limits.maxDepth) {
+        throw new PasserelleError('CDA_TOO_DEEP', `Elements nest deeper than ${limits.maxDepth}.`, `line ${reader.line()}`);
+      }
+      const parent = stack[stack.length - 1];
+      const el: XElement = { name: local, ns: uri, attrs: attrs ?? NO_ATTRS, children: NO_CHILDREN, parent };
+      if (local === 'text' && uri === HL7_NS) inNarrative++;
+      if (parent) appendChild(parent, el);
+      else root = el;
+      stack.push(el);
+    },
+    close() {
+      const el = stack.pop();
+      if (el?.name === 'text' && el.ns === HL7_NS) inNarrative--;
+    },
+    text(t) {
+      // Whitespace between elements only means something inside a narrative block (between inline
+      // elements); elsewhere it is indentation, and keeping it would double the tree's size.
+      if (inNarrative === 0 && !NON_SPACE.test(t)) return;
+      const parent = stack[stack.length - 1];
+      if (parent) appendChild(parent, t);
+    },
+    keepsWhitespace: () => inNarrative > 0,
   });
-  parser.on('closetag', () => {
-    const el = stack.pop();
-    if (el?.name === 'text' && el.ns === HL7_NS) inNarrative--;
-  });
-  const onText = (t: string): void => {
-    // Whitespace between elements only means something inside a narrative block (between inline
-    // elements); elsewhere it is indentation, and keeping it would double the tree's size.
-    if (inNarrative === 0 && !NON_SPACE.test(t)) return;
-    const parent = stack[stack.length - 1];
-    if (parent) appendChild(parent, t);
-  };
-  parser.on('text', onText);
-  parser.on('cdata', onText);
-
-  try {
-    parser.write(text).close();
-  } catch (err) {
-    if (failure) throw failure;
-    const message = err instanceof Error ? err.message : String(err);
-    throw new PasserelleError('CDA_NOT_WELL_FORMED', message.split('\n')[0]);
-  }
+  reader.read();
   if (!root) throw new PasserelleError('CDA_NOT_WELL_FORMED', 'No document element.');
   return root;
 }
