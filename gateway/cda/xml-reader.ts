@@ -14,6 +14,10 @@
  *   text or CDATA outside the root element, an XML declaration that is not first, `<?XML` PIs;
  * - namespace errors: unbound prefixes, `a:b:c` names, `xmlns:p=""`, rebinding `xml`/`xmlns`,
  *   duplicate attributes (also two prefixes for one namespace).
+ * UTF-8 input is read through its latin1 view (one character per byte, a cheap one-byte string; a
+ * decoded two-byte string of more than 64 K characters is a large-object allocation that cost more
+ * than the parse): markup is ASCII, so only the pieces holding bytes above 0x7F are decoded.
+ *
  * What it emits, as saxes does: line ends normalised to \n (XML 1.0 §2.11), attribute values
  * normalised (§3.3.3: tab and line ends become spaces), references replaced, one text piece per run
  * of character data between two pieces of markup (comments and PIs split runs), a CDATA section
@@ -44,8 +48,10 @@ const NAME_REST = `${NAME_START}\\-.0-9\\u00B7\\u0300-\\u036F\\u203F\\u2040`;
 /* eslint-disable no-misleading-character-class -- NameChar includes combining marks and U+200D on purpose (§2.3). */
 /** Sticky: matched at a position (lastIndex), never searched for. */
 const NAME = new RegExp(`[${NAME_START}][${NAME_REST}]*`, 'uy');
-const NAME_CHARS = new RegExp(`[${NAME_REST}]*`, 'uy');
 const NC_NAME = new RegExp(`[${NAME_START.slice(1)}][${NAME_REST.slice(1)}]*`, 'uy');
+/** The same, whole strings (a name decoded from UTF-8 bytes). */
+const WHOLE_NAME = new RegExp(`^[${NAME_START}][${NAME_REST}]*$`, 'u');
+const WHOLE_NC_NAME = new RegExp(`^[${NAME_START.slice(1)}][${NAME_REST.slice(1)}]*$`, 'u');
 /* eslint-enable no-misleading-character-class */
 /**
  * ASCII characters by role in names: NameStartChar, NameChar only, or neither. Names are mostly
@@ -58,8 +64,11 @@ for (let c = 0; c < 128; c++) {
   const ch = String.fromCharCode(c);
   ASCII_NAME[c] = /[:A-Z_a-z]/.test(ch) ? NAME_START_ASCII : /[-.0-9]/.test(ch) ? NAME_REST_ASCII : 0;
 }
-/** XMLDecl (§2.8) with the checks saxes makes: version 1.x, an EncName, standalone yes/no, in that order. */
-const XML_DECL = /<\?xml[ \t\r\n]+version[ \t\r\n]*=[ \t\r\n]*(?:"1\.[0-9]+"|'1\.[0-9]+')(?:[ \t\r\n]+encoding[ \t\r\n]*=[ \t\r\n]*(?:"[A-Za-z][A-Za-z0-9._-]*"|'[A-Za-z][A-Za-z0-9._-]*'))?(?:[ \t\r\n]+standalone[ \t\r\n]*=[ \t\r\n]*(?:"(?:yes|no)"|'(?:yes|no)'))?[ \t\r\n]*\?>/y;
+/**
+ * XMLDecl (§2.8) with the checks saxes makes (an EncName, standalone yes/no, in that order), and
+ * version 1.0 only: CDA is XML 1.0, and XML 1.1 would admit control characters as references.
+ */
+const XML_DECL = /<\?xml[ \t\r\n]+version[ \t\r\n]*=[ \t\r\n]*(?:"1\.0"|'1\.0')(?:[ \t\r\n]+encoding[ \t\r\n]*=[ \t\r\n]*(?:"[A-Za-z][A-Za-z0-9._-]*"|'[A-Za-z][A-Za-z0-9._-]*'))?(?:[ \t\r\n]+standalone[ \t\r\n]*=[ \t\r\n]*(?:"(?:yes|no)"|'(?:yes|no)'))?[ \t\r\n]*\?>/y;
 
 const PREDEFINED: Readonly<Record<string, string>> = { amp: '&', lt: '<', gt: '>', quot: '"', apos: "'" };
 
@@ -76,12 +85,9 @@ function isSpace(c: number): boolean {
   return c === 0x20 || c === 0x0a || c === 0x09 || c === 0x0d;
 }
 
-/**
- * Whether a UTF-16 code unit may need more than copying: not a plain Char of the BMP (a control
- * character, a surrogate, U+FFFE/U+FFFF). Surrogate pairs are then checked by checkChars.
- */
-function isUnusual(c: number): boolean {
-  return c < 0x20 ? c !== 0x09 && c !== 0x0a && c !== 0x0d : c >= 0xd800 && (c < 0xe000 || c >= 0xfffe);
+/** A control character XML 1.0 §2.2 does not allow (all but tab, LF, CR). */
+function isControl(c: number): boolean {
+  return c < 0x20 && c !== 0x09 && c !== 0x0a && c !== 0x0d;
 }
 
 /**
@@ -117,16 +123,27 @@ export class XmlReader {
   private readonly attrValues: string[] = [];
   private readonly attrExpanded: string[] = [];
   private attrCount = 0;
+  /**
+   * Code units from which a piece is not plain ASCII/BMP text to copy: 0x80 when reading the latin1
+   * view of UTF-8 bytes (the piece must be decoded), else 0xD800 (surrogates, U+FFFE/U+FFFF to check).
+   */
+  private readonly beyond: number;
 
+  /**
+   * @param s the document, or with `utf8` the latin1 view of those bytes (already validated as UTF-8)
+   */
   constructor(
     private readonly s: string,
     private readonly events: XmlEvents,
-  ) {}
+    private readonly utf8?: Buffer,
+  ) {
+    this.beyond = utf8 ? 0x80 : 0xd800;
+  }
 
   read(): void {
     const s = this.s;
     // A byte order mark decoded as U+FEFF is not part of the document (§4.3.3, Appendix F).
-    if (s.charCodeAt(0) === 0xfeff) this.i = 1;
+    if (this.utf8 ? s.startsWith('\u00EF\u00BB\u00BF') : s.charCodeAt(0) === 0xfeff) this.i = this.utf8 ? 3 : 1;
     if (s.startsWith('<?xml', this.i) && (isSpace(s.charCodeAt(this.i + 5)) || s.charCodeAt(this.i + 5) === QUESTION)) {
       this.xmlDeclaration();
     }
@@ -178,61 +195,92 @@ export class XmlReader {
     return k;
   }
 
-  /** The end of the Name (§2.3) at `pos`, or `pos` when no name starts there. */
-  private nameEnd(pos: number): number {
+  /** The text of `raw`, the input from `start` on: itself, or decoded from the bytes when it is a UTF-8 view holding bytes above 0x7F. */
+  private textOf(raw: string, start: number): string {
+    if (this.utf8) {
+      for (let k = 0; k < raw.length; k++) if (raw.charCodeAt(k) >= 0x80) return this.utf8.toString('utf8', start, start + raw.length);
+    }
+    return raw;
+  }
+
+  /** The text of [start, end). */
+  private piece(start: number, end: number): string {
+    return this.textOf(this.s.slice(start, end), start);
+  }
+
+  /**
+   * The end of the Name (§2.3; an NCName when `nc`) at `pos`, or `pos` when no name starts there.
+   * ASCII is looked up in a table; past ASCII the regexes decide.
+   */
+  private nameEnd(pos: number, nc = false): number {
     const s = this.s;
     let k = pos;
     for (;;) {
       const c = s.charCodeAt(k);
       if (c >= 0x80) break;
       const role = ASCII_NAME[c] ?? 0; // NaN (the end) has no role
-      if (role === 0 || (k === pos && role !== NAME_START_ASCII)) return k;
+      if (role === 0 || (nc && c === 0x3a) || (k === pos && role !== NAME_START_ASCII)) return k;
       k++;
     }
-    // A character beyond ASCII: the regex has the whole grammar.
-    NAME.lastIndex = pos;
-    return NAME.test(s) ? NAME.lastIndex : pos;
+    if (!this.utf8) {
+      const re = nc ? NC_NAME : NAME;
+      re.lastIndex = pos;
+      return re.test(s) ? re.lastIndex : pos;
+    }
+    // UTF-8 view: the run of name bytes (ASCII name characters, any byte above 0x7F) is decoded and
+    // must be a name as a whole; if not, a character that ends no name follows and the caller fails.
+    let end = k;
+    for (;;) {
+      const c = s.charCodeAt(end);
+      if (!(c >= 0x80 || (ASCII_NAME[c] ?? 0) !== 0)) break;
+      end++;
+    }
+    return (nc ? WHOLE_NC_NAME : WHOLE_NAME).test(this.piece(pos, end)) ? end : pos;
   }
 
-  /** The match of a sticky regex at `pos`. */
-  private matchAt(re: RegExp, pos: number): string | undefined {
-    re.lastIndex = pos;
-    return re.test(this.s) ? this.s.slice(pos, re.lastIndex) : undefined;
-  }
-
-  /** Fails at the first character of [start, end) outside XML 1.0 §2.2 Char (lone surrogates included). */
-  private checkChars(start: number, end: number): void {
+  /** Fails at the first character of [start, end) outside XML 1.0 §2.2 Char. */
+  private checkRange(start: number, end: number): void {
     const s = this.s;
     for (let k = start; k < end; k++) {
       const c = s.charCodeAt(k);
-      if (!isUnusual(c)) continue;
-      if (c >= 0xd800 && c <= 0xdbff && k + 1 < end) {
-        const next = s.charCodeAt(k + 1);
+      if (isControl(c)) this.fail('disallowed character.', k);
+      // From here on the text itself (decoded if need be) is checked.
+      if (c >= this.beyond) return this.checkChars(this.piece(k, end), k);
+    }
+  }
+
+  /** Fails at the first character of a piece of text outside XML 1.0 §2.2 Char (lone surrogates included). */
+  private checkChars(t: string, pos: number): void {
+    for (let k = 0; k < t.length; k++) {
+      const c = t.charCodeAt(k);
+      if (c >= 0x20 && c < 0xd800) continue;
+      if (c >= 0xd800 && c <= 0xdbff) {
+        const next = t.charCodeAt(k + 1);
         if (next >= 0xdc00 && next <= 0xdfff) {
           k++;
           continue;
         }
       }
-      this.fail('disallowed character.', k);
+      if (isControl(c) || (c >= 0xd800 && c < 0xe000) || c === 0xfffe || c === 0xffff) this.fail('disallowed character.', pos + k);
     }
   }
 
-  /** Whether character data needs more than copying: a reference, a CR, a `]` (of `]]>`?), an unusual character. */
+  /** Whether character data needs more than a slice: a reference, a CR, a `]` (of `]]>`?), a control, `beyond`. */
   private charDataNeedsWork(start: number, end: number): boolean {
     const s = this.s;
     for (let k = start; k < end; k++) {
       const c = s.charCodeAt(k);
-      if (c === 0x26 || c === 0x0d || c === 0x5d || isUnusual(c)) return true;
+      if (c === 0x26 || c === 0x0d || c === 0x5d || isControl(c) || c >= this.beyond) return true;
     }
     return false;
   }
 
-  /** Whether an attribute value needs more than copying: a reference, `<`, a tab or line end, an unusual character. */
+  /** Whether an attribute value needs more than a slice: a reference, `<`, a tab or line end, a control, `beyond`. */
   private attrValueNeedsWork(start: number, end: number): boolean {
     const s = this.s;
     for (let k = start; k < end; k++) {
       const c = s.charCodeAt(k);
-      if (c === 0x26 || c === 0x3c || c === 0x09 || c === 0x0a || c === 0x0d || isUnusual(c)) return true;
+      if (c === 0x26 || c === 0x3c || c < 0x20 || c >= this.beyond) return true;
     }
     return false;
   }
@@ -257,13 +305,13 @@ export class XmlReader {
       this.events.text(t.includes('\r') ? normaliseLineEnds(t) : t);
       return;
     }
-    const raw = s.slice(start, stop);
-    // References, line ends and `]]>` are rare in CDA text: one look decides whether to work.
-    this.events.text(this.charDataNeedsWork(start, stop) ? this.decodeCharData(raw, start) : raw);
+    // References, line ends, `]]>` and (in a UTF-8 view) accents are rare in CDA text: one look
+    // decides whether to work.
+    this.events.text(this.charDataNeedsWork(start, stop) ? this.decodeCharData(this.piece(start, stop), start) : s.slice(start, stop));
   }
 
   private decodeCharData(raw: string, pos: number): string {
-    this.checkChars(pos, pos + raw.length);
+    this.checkChars(raw, pos);
     const bad = raw.indexOf(']]>');
     if (bad >= 0) this.fail('the string "]]>" is disallowed in char data.', pos + bad);
     // Line ends first: a `&#13;` reference is a carriage return that stays one.
@@ -326,7 +374,9 @@ export class XmlReader {
       if (nameEnd >= s.length) this.truncated();
       this.fail('disallowed character in tag name.', nameEnd);
     }
-    const qname = s.slice(this.i + 1, nameEnd);
+    // As written in the input, to match the end tag; as text, for the tree.
+    const written = s.slice(this.i + 1, nameEnd);
+    const qname = this.textOf(written, this.i + 1);
     if (this.closedRoot) this.fail('documents may contain only one root.');
     this.sawRoot = true;
     this.attrCount = 0;
@@ -364,26 +414,25 @@ export class XmlReader {
         this.fail('unquoted attribute value.', open);
       }
       const close = this.find(quote === QUOT ? '"' : "'", open + 1);
-      const raw = s.slice(open + 1, close);
-      this.attrNames[this.attrCount] = s.slice(afterSpace, attrEnd);
-      this.attrValues[this.attrCount] = this.attrValueNeedsWork(open + 1, close) ? this.attributeValue(raw, open + 1) : raw;
+      this.attrNames[this.attrCount] = this.piece(afterSpace, attrEnd);
+      this.attrValues[this.attrCount] = this.attrValueNeedsWork(open + 1, close) ? this.attributeValue(this.piece(open + 1, close), open + 1) : s.slice(open + 1, close);
       this.attrCount++;
       pos = close + 1;
     }
     this.i = pos;
-    this.element(qname, selfClosing);
+    this.element(qname, written, selfClosing);
   }
 
   /** §3.3.3: `<` refused, tab and line ends (a CR LF pair counts once) become spaces, references replaced. */
   private attributeValue(raw: string, pos: number): string {
-    this.checkChars(pos, pos + raw.length);
+    this.checkChars(raw, pos);
     const lt = raw.indexOf('<');
     if (lt >= 0) this.fail('disallowed character.', pos + lt);
     return this.references(raw.replace(/\r\n|[\t\n\r]/g, ' '), pos);
   }
 
   /** Namespaces (§5, §6) of the start tag just read, then the open event. */
-  private element(qname: string, selfClosing: boolean): void {
+  private element(qname: string, written: string, selfClosing: boolean): void {
     const count = this.attrCount;
     const names = this.attrNames;
     const values = this.attrValues;
@@ -434,7 +483,7 @@ export class XmlReader {
       this.events.close();
       if (!this.names.length) this.closedRoot = true;
     } else {
-      this.names.push(qname);
+      this.names.push(written);
       this.scopes.push(scope);
     }
   }
@@ -473,28 +522,20 @@ export class XmlReader {
     if (uri === XML_NAMESPACE && prefix !== 'xml') this.fail('may not assign the xml namespace to another prefix.');
   }
 
+  /** `</name S?>`, where name is the open element's name as written (§3, element type match). */
   private endTag(): void {
     const s = this.s;
     const open = this.names[this.names.length - 1];
-    let nameEnd: number;
-    if (open !== undefined && s.startsWith(open, this.i + 2)) {
-      // The usual case: the name of the open element, then (checked below) spaces and `>`.
-      nameEnd = this.i + 2 + open.length;
-    } else {
-      // As saxes: any name characters, compared with the open element's name as written.
-      NAME_CHARS.lastIndex = this.i + 2;
-      NAME_CHARS.test(s);
-      nameEnd = NAME_CHARS.lastIndex;
+    if (open === undefined) this.fail('unmatched closing tag.');
+    if (!s.startsWith(open, this.i + 2)) {
+      if (this.i + 2 + open.length > s.length) this.truncated();
+      this.fail('unexpected close tag.', this.i + 2);
     }
-    const name = s.slice(this.i + 2, nameEnd);
-    const gt = this.skipSpaces(nameEnd);
+    const gt = this.skipSpaces(this.i + 2 + open.length);
     if (s.charCodeAt(gt) !== GT) {
       if (gt >= s.length) this.truncated();
       this.fail('disallowed character in closing tag.', gt);
     }
-    if (name === '') this.fail('weird empty close tag.');
-    if (open === undefined) this.fail(`unmatched closing tag: ${name}.`);
-    if (open !== name) this.fail('unexpected close tag.');
     this.names.pop();
     this.scopes.pop();
     this.i = gt + 1;
@@ -510,7 +551,7 @@ export class XmlReader {
       if (dashes + 2 >= this.s.length) this.truncated();
       this.fail('malformed comment.', dashes);
     }
-    this.checkChars(start, dashes);
+    this.checkRange(start, dashes);
     this.i = dashes + 3;
   }
 
@@ -519,9 +560,10 @@ export class XmlReader {
     if (!this.names.length) this.fail('text data outside of root node.');
     const start = this.i + 9;
     const end = this.find(']]>', start);
-    this.checkChars(start, end);
+    const content = this.piece(start, end);
+    this.checkChars(content, start);
     this.i = end + 3;
-    this.events.text(normaliseLineEnds(this.s.slice(start, end)));
+    this.events.text(normaliseLineEnds(content));
   }
 
   private doctype(): never {
@@ -533,12 +575,12 @@ export class XmlReader {
   /** `<?target …?>`, ignored. The target is an NCName; `xml` in any case is reserved (§2.6). */
   private processingInstruction(): void {
     const s = this.s;
-    const target = this.matchAt(NC_NAME, this.i + 2);
-    if (target === undefined) {
-      if (this.i + 2 >= s.length) this.truncated();
-      this.fail('processing instruction without a target.', this.i + 2);
+    const after = this.nameEnd(this.i + 2, true);
+    if (after === this.i + 2) {
+      if (after >= s.length) this.truncated();
+      this.fail('processing instruction without a target.', after);
     }
-    const after = this.i + 2 + target.length;
+    const target = this.piece(this.i + 2, after);
     const c = s.charCodeAt(after);
     if (!isSpace(c) && c !== QUESTION) {
       if (after >= s.length) this.truncated();
@@ -546,7 +588,7 @@ export class XmlReader {
     }
     if (target.toLowerCase() === 'xml') this.fail('an XML declaration must be at the start of the document.');
     const end = this.find('?>', after);
-    this.checkChars(after, end);
+    this.checkRange(after, end);
     this.i = end + 2;
   }
 

@@ -63,9 +63,9 @@ export function parseXml(input: Uint8Array, limits: XmlLimits = DEFAULT_XML_LIMI
   if (input.byteLength > limits.maxBytes) {
     throw new PasserelleError('CDA_TOO_LARGE', `The document is ${input.byteLength} bytes; the limit is ${limits.maxBytes}.`);
   }
-  const text = decode(input);
+  const { text, utf8 } = decode(input);
   // CDA R2 is XML 1.0. XML 1.1 rules would admit control characters through character references
-  // (`&#1;`): refuse rather than follow.
+  // (`&#1;`): refuse rather than follow (the reader also accepts no other version; this says why).
   const version = /^\uFEFF?<\?xml\s+version\s*=\s*["']([^"']*)["']/.exec(text)?.[1];
   if (version !== undefined && version !== '1.0') {
     throw new PasserelleError('CDA_NOT_WELL_FORMED', `XML version "${version.slice(0, 10)}" is not 1.0.`);
@@ -101,7 +101,7 @@ export function parseXml(input: Uint8Array, limits: XmlLimits = DEFAULT_XML_LIMI
       if (parent) appendChild(parent, t);
     },
     keepsWhitespace: () => inNarrative > 0,
-  });
+  }, utf8);
   reader.read();
   if (!root) throw new PasserelleError('CDA_NOT_WELL_FORMED', 'No document element.');
   return root;
@@ -110,8 +110,9 @@ export function parseXml(input: Uint8Array, limits: XmlLimits = DEFAULT_XML_LIMI
 /**
  * Decodes the bytes per the XML declaration (XML 1.0 §4.3.3): a BOM wins, then `encoding=`, else
  * UTF-8. Decoding is fatal: bytes that are not of the declared encoding make the document unreadable.
+ * Valid UTF-8 is not decoded here but handed to the reader with its latin1 view (see xml-reader.ts).
  */
-function decode(input: Uint8Array): string {
+function decode(input: Uint8Array): { text: string; utf8?: Buffer } {
   let encoding = 'utf-8';
   let start = 0;
   if (input[0] === 0xef && input[1] === 0xbb && input[2] === 0xbf) start = 3;
@@ -123,11 +124,11 @@ function decode(input: Uint8Array): string {
     if (m?.[1]) encoding = m[1].toLowerCase();
   }
   if (encoding === 'utf-8' || encoding === 'utf8') {
-    // Fast path for the common case: a native validity check, then a plain decode.
+    // Fast path for the common case: a native validity check, then a one-byte view of the bytes.
     const body = start ? input.subarray(start) : input;
     const buf = Buffer.from(body.buffer, body.byteOffset, body.byteLength);
     if (!isUtf8(buf)) throw new PasserelleError('CDA_NOT_WELL_FORMED', 'The bytes are not valid utf-8.');
-    return buf.toString('utf8');
+    return { text: buf.toString('latin1'), utf8: buf };
   }
   let decoder: TextDecoder;
   try {
@@ -136,7 +137,7 @@ function decode(input: Uint8Array): string {
     throw new PasserelleError('CDA_NOT_WELL_FORMED', `Unsupported character encoding "${encoding}".`);
   }
   try {
-    return decoder.decode(start ? input.subarray(start) : input);
+    return { text: decoder.decode(start ? input.subarray(start) : input) };
   } catch {
     throw new PasserelleError('CDA_NOT_WELL_FORMED', `The bytes are not valid ${encoding}.`);
   }

@@ -114,6 +114,12 @@ const CASES: string[] = [
   '<a:b:c xmlns:a="urn:x"/>', '<:a/>', '<a:/>', '<a :b="1"/>', '<a b:="1"/>', '<a xmlns:="urn:x"/>', '<a b:c:d="1" xmlns:b="urn:x"/>', '<a xmlns:p="urn:x" p:b="1"/>',
   '<p:a xmlns:p="urn:x"></p:a>', '<p:a xmlns:p="urn:x"></a>', '<a xmlns:__proto__="urn:x"><__proto__:b/></a>', '<a xmlns:constructor="urn:x"><constructor:b/></a>',
   '<toString:b/>', '<a xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xsi:type="CD" xsi:nil="true"/>',
+  // names and pieces beyond ASCII (UTF-8 input is read through its latin1 view)
+  '<é/>', '<aé/>', '<a×/>', '<é×/>', '<a é="1"/>', '<a b×="1"/>', '<aé></aé>', '<aé></ae>', '<é></é >', '<a>é</a>', '<a b="é&amp;"/>',
+  '<a b="’\n"/>', '<a>’&lt;\r\n</a>', '<?é x?><a/>', '<a><?é?></a>', '<a><?é×?></a>', '<a><?p:é?></a>', '<a><!-- é --></a>', '<a><![CDATA[é]]></a>',
+  '<a>\uFFFE</a>', '<a b="\uFFFF"/>', '<a><!-- \uFFFE --></a>', '<a><?pi \uFFFF?></a>', '<a><![CDATA[\uFFFE]]></a>', '<𝒳 𝒴="1"/>', '<a>\u0085\u2028</a>',
+  '<p:é xmlns:p="urn:é"/>', '<é:a xmlns:é="urn:x"/>', '<a xmlns:é="urn:x" é:b="1"/>',
+  '\uFEFF<?xml version="1.1"?><a/>', '\uFEFF\uFEFF<?xml version="1.0"?><a/>',
   // narrative whitespace and text splitting
   '<text xmlns="urn:hl7-org:v3"> <content>a</content> <content>b</content> </text>', '<text xmlns="urn:hl7-org:v3"><![CDATA[]]> </text>',
   '<x xmlns="urn:hl7-org:v3"><text> a <!-- c --> b </text> </x>', '<text xmlns="urn:x"> <b/> </text>', '<text xmlns="urn:hl7-org:v3"><text/> <b/> </text>',
@@ -228,6 +234,10 @@ function applyEdits(text: string, edits: Edit[]): string {
 describe('XML reader: same outcome as saxes on generated documents', () => {
   it('as generated', () => {
     fc.assert(fc.property(documentArb, (doc) => compare(utf8(doc))), params(RUNS));
+  });
+
+  it('as generated, in UTF-16 (read as a string, not through a UTF-8 view)', () => {
+    fc.assert(fc.property(documentArb, (doc) => compare(Buffer.concat([Buffer.from([0xff, 0xfe]), Buffer.from(doc, 'utf16le')]))), params(Math.floor(RUNS / 2)));
   });
 
   it('after random edits', () => {
