@@ -9,7 +9,7 @@
 import { hash } from 'node:crypto';
 import type { Reference, Resource } from '@medplum/fhirtypes';
 import { Report } from './report.js';
-import type { XElement } from './xml.js';
+import type { XElement, XNode } from './xml.js';
 
 /**
  * A reference produced by the converter. `Reference<never>` is assignable to every `Reference<T>`
@@ -101,7 +101,11 @@ export class ConversionContext {
         const el = stack.pop() as XElement;
         const v = el.attrs.ID;
         if (v !== undefined && !index.has(v)) index.set(v, el);
-        for (const c of el.children) if (typeof c !== 'string') stack.push(c);
+        const nodes = el.children;
+        for (let i = 0; i < nodes.length; i++) {
+          const c = nodes[i] as XNode;
+          if (typeof c !== 'string') stack.push(c);
+        }
       }
       this.narrativeIds = index;
     }

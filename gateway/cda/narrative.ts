@@ -242,7 +242,11 @@ function isHl7(el: XElement): boolean {
 
 function hl7Children(el: XElement, name: string): XElement[] {
   const out: XElement[] = [];
-  for (const c of el.children) if (typeof c !== 'string' && c.name === name && isHl7(c)) out.push(c);
+  const nodes = el.children;
+  for (let i = 0; i < nodes.length; i++) {
+    const c = nodes[i] as XElement | string;
+    if (typeof c !== 'string' && c.name === name && isHl7(c)) out.push(c);
+  }
   return out;
 }
 
@@ -390,7 +394,8 @@ class Converter {
       for (let i = wrappers.length - 1; i >= 0; i--) this.out.push('</', wrappers[i] as string, '>');
       run = [];
     };
-    for (const node of nodes) {
+    for (let i = 0; i < nodes.length; i++) {
+      const node = nodes[i] as XElement | string;
       if (typeof node === 'string') {
         if (NON_WHITESPACE.test(node)) {
           if (wrappers !== strayWrappers) flush();

@@ -44,7 +44,11 @@ export const DEFAULT_XML_LIMITS: XmlLimits = {
   maxElements: 500_000,
 };
 
-/** Shared by every element without attributes or children (most of a CDA): saves two objects each. */
+/**
+ * Shared by every element without attributes or children (most of a CDA): saves two objects each.
+ * Being frozen, NO_CHILDREN has its own array kind, on which V8 does not optimise for-of or the
+ * array builtins: the helpers below iterate children with an index.
+ */
 const NO_ATTRS: Readonly<Record<string, string>> = Object.freeze({});
 const NO_CHILDREN: XNode[] = Object.freeze([]) as unknown as XNode[];
 const NON_SPACE = /[^ \t\r\n]/;
@@ -152,7 +156,9 @@ function isHl7(el: XElement): boolean {
 /** First child element of that local name in the HL7 namespace. */
 export function child(el: XElement | undefined, name: string): XElement | undefined {
   if (!el) return undefined;
-  for (const c of el.children) {
+  const nodes = el.children;
+  for (let i = 0; i < nodes.length; i++) {
+    const c = nodes[i] as XNode;
     if (typeof c !== 'string' && c.name === name && isHl7(c)) return c;
   }
   return undefined;
@@ -162,7 +168,9 @@ export function child(el: XElement | undefined, name: string): XElement | undefi
 export function children(el: XElement | undefined, name: string): XElement[] {
   if (!el) return [];
   const out: XElement[] = [];
-  for (const c of el.children) {
+  const nodes = el.children;
+  for (let i = 0; i < nodes.length; i++) {
+    const c = nodes[i] as XNode;
     if (typeof c !== 'string' && c.name === name && isHl7(c)) out.push(c);
   }
   return out;
@@ -171,7 +179,13 @@ export function children(el: XElement | undefined, name: string): XElement[] {
 /** All child elements, any name or namespace. */
 export function elements(el: XElement | undefined): XElement[] {
   if (!el) return [];
-  return el.children.filter((c): c is XElement => typeof c !== 'string');
+  const out: XElement[] = [];
+  const nodes = el.children;
+  for (let i = 0; i < nodes.length; i++) {
+    const c = nodes[i] as XNode;
+    if (typeof c !== 'string') out.push(c);
+  }
+  return out;
 }
 
 /** Follows a path of local names, first match at each step. */
@@ -190,7 +204,9 @@ export function attr(el: XElement | undefined, name: string): string | undefined
 export function rawText(el: XElement): string {
   const parts: string[] = [];
   const walk = (e: XElement): void => {
-    for (const c of e.children) {
+    const nodes = e.children;
+    for (let i = 0; i < nodes.length; i++) {
+      const c = nodes[i] as XNode;
       if (typeof c === 'string') parts.push(c);
       else walk(c);
     }
@@ -212,7 +228,11 @@ export function findFirst(el: XElement, name: string, ns: string): XElement | un
   for (let i = 0; i < queue.length; i++) {
     const cur = queue[i] as XElement;
     if (cur.name === name && cur.ns === ns) return cur;
-    for (const c of cur.children) if (typeof c !== 'string') queue.push(c);
+    const nodes = cur.children;
+    for (let k = 0; k < nodes.length; k++) {
+      const c = nodes[k] as XNode;
+      if (typeof c !== 'string') queue.push(c);
+    }
   }
   return undefined;
 }
@@ -226,7 +246,9 @@ function positionOf(parent: XElement, el: XElement): { index: number; of: number
     // Built once per parent, so that reporting every one of n siblings stays linear.
     map = new Map();
     const counts = new Map<string, number>();
-    for (const c of parent.children) {
+    const nodes = parent.children;
+    for (let i = 0; i < nodes.length; i++) {
+      const c = nodes[i] as XNode;
       if (typeof c === 'string') continue;
       const n = (counts.get(c.name) ?? 0) + 1;
       counts.set(c.name, n);
