@@ -53,6 +53,8 @@ const NC_NAME = new RegExp(`[${NAME_START.slice(1)}][${NAME_REST.slice(1)}]*`, '
 const WHOLE_NAME = new RegExp(`^[${NAME_START}][${NAME_REST}]*$`, 'u');
 const WHOLE_NC_NAME = new RegExp(`^[${NAME_START.slice(1)}][${NAME_REST.slice(1)}]*$`, 'u');
 /* eslint-enable no-misleading-character-class */
+/** XML 1.0 §2.3 S*, sticky: the indentation between tags, skipped natively (a loop is slower there). */
+const SPACE_RUN = /[ \t\r\n]*/y;
 /**
  * ASCII characters by role in names: NameStartChar, NameChar only, or neither. Names are mostly
  * ASCII: they are scanned with this table, and the regexes above decide only for other characters.
@@ -72,6 +74,7 @@ const XML_DECL = /<\?xml[ \t\r\n]+version[ \t\r\n]*=[ \t\r\n]*(?:"1\.0"|'1\.0')(
 
 const PREDEFINED: Readonly<Record<string, string>> = { amp: '&', lt: '<', gt: '>', quot: '"', apos: "'" };
 
+const LT = 0x3c;
 const GT = 0x3e;
 const SLASH = 0x2f;
 const EQUALS = 0x3d;
@@ -123,6 +126,8 @@ export class XmlReader {
   private readonly attrValues: string[] = [];
   private readonly attrExpanded: string[] = [];
   private attrCount = 0;
+  /** Set by nameEnd: the last name scanned has characters beyond ASCII (in a UTF-8 view, to decode). */
+  private nameBeyondAscii = false;
   /**
    * Code units from which a piece is not plain ASCII/BMP text to copy: 0x80 when reading the latin1
    * view of UTF-8 bytes (the piece must be decoded), else 0xD800 (surrogates, U+FFFE/U+FFFF to check).
@@ -148,9 +153,22 @@ export class XmlReader {
       this.xmlDeclaration();
     }
     for (;;) {
-      const lt = s.indexOf('<', this.i);
+      const start = this.i;
+      SPACE_RUN.lastIndex = start;
+      SPACE_RUN.test(s);
+      const spaceEnd = SPACE_RUN.lastIndex;
+      // Mostly: indentation, then markup.
+      if (s.charCodeAt(spaceEnd) === LT) {
+        if (spaceEnd > start) this.whitespace(start, spaceEnd);
+        this.i = spaceEnd;
+        this.markup();
+        continue;
+      }
+      const lt = s.indexOf('<', spaceEnd);
       const stop = lt < 0 ? s.length : lt;
-      if (stop > this.i) this.charData(stop);
+      this.i = stop;
+      if (spaceEnd < stop) this.charData(start, spaceEnd, stop);
+      else if (spaceEnd > start) this.whitespace(start, spaceEnd);
       if (lt < 0) break;
       this.markup();
     }
@@ -215,6 +233,7 @@ export class XmlReader {
   private nameEnd(pos: number, nc = false): number {
     const s = this.s;
     let k = pos;
+    this.nameBeyondAscii = false;
     for (;;) {
       const c = s.charCodeAt(k);
       if (c >= 0x80) break;
@@ -222,6 +241,7 @@ export class XmlReader {
       if (role === 0 || (nc && c === 0x3a) || (k === pos && role !== NAME_START_ASCII)) return k;
       k++;
     }
+    this.nameBeyondAscii = true;
     if (!this.utf8) {
       const re = nc ? NC_NAME : NAME;
       re.lastIndex = pos;
@@ -238,14 +258,16 @@ export class XmlReader {
     return (nc ? WHOLE_NC_NAME : WHOLE_NAME).test(this.piece(pos, end)) ? end : pos;
   }
 
-  /** Fails at the first character of [start, end) outside XML 1.0 §2.2 Char. */
+  /** Fails at the first character of [start, end) outside XML 1.0 §2.2 Char (comments, PIs: never decoded). */
   private checkRange(start: number, end: number): void {
     const s = this.s;
     for (let k = start; k < end; k++) {
       const c = s.charCodeAt(k);
       if (isControl(c)) this.fail('disallowed character.', k);
-      // From here on the text itself (decoded if need be) is checked.
-      if (c >= this.beyond) return this.checkChars(this.piece(k, end), k);
+      if (c < this.beyond) continue;
+      if (!this.utf8) return this.checkChars(s.slice(k, end), k);
+      // Valid UTF-8 encodes no surrogate; of the other non-characters, U+FFFE/U+FFFF are EF BF BE/BF.
+      if (c === 0xef && s.charCodeAt(k + 1) === 0xbf && (s.charCodeAt(k + 2) & 0xfe) === 0xbe) this.fail('disallowed character.', k);
     }
   }
 
@@ -287,24 +309,18 @@ export class XmlReader {
 
   // ---- character data ----
 
-  /** The run of character data from here to `stop` (the next `<` or the end). */
-  private charData(stop: number): void {
+  /** Whitespace alone between two pieces of markup (or the end). */
+  private whitespace(start: number, end: number): void {
+    // Indentation: skipped unless asked for (narrative blocks), and then only line ends to fix.
+    if (!this.names.length || !this.events.keepsWhitespace()) return;
+    this.events.text(normaliseLineEnds(this.s.slice(start, end)));
+  }
+
+  /** Character data [start, stop) up to the next `<` or the end, not only whitespace (it starts at `spaceEnd`). */
+  private charData(start: number, spaceEnd: number, stop: number): void {
     const s = this.s;
-    const start = this.i;
-    this.i = stop;
-    const spaceEnd = this.skipSpaces(start);
-    if (!this.names.length) {
-      // Outside the root element only whitespace may appear (§2.1 document, Misc).
-      if (spaceEnd < stop) this.fail('text data outside of root node.', spaceEnd);
-      return;
-    }
-    if (spaceEnd >= stop) {
-      // Indentation: skipped unless asked for (narrative blocks), and then only line ends to fix.
-      if (!this.events.keepsWhitespace()) return;
-      const t = s.slice(start, stop);
-      this.events.text(t.includes('\r') ? normaliseLineEnds(t) : t);
-      return;
-    }
+    // Outside the root element only whitespace may appear (§2.1 document, Misc).
+    if (!this.names.length) this.fail('text data outside of root node.', spaceEnd);
     // References, line ends, `]]>` and (in a UTF-8 view) accents are rare in CDA text: one look
     // decides whether to work.
     this.events.text(this.charDataNeedsWork(start, stop) ? this.decodeCharData(this.piece(start, stop), start) : s.slice(start, stop));
@@ -376,7 +392,7 @@ export class XmlReader {
     }
     // As written in the input, to match the end tag; as text, for the tree.
     const written = s.slice(this.i + 1, nameEnd);
-    const qname = this.textOf(written, this.i + 1);
+    const qname = this.nameBeyondAscii ? this.textOf(written, this.i + 1) : written;
     if (this.closedRoot) this.fail('documents may contain only one root.');
     this.sawRoot = true;
     this.attrCount = 0;
@@ -414,7 +430,7 @@ export class XmlReader {
         this.fail('unquoted attribute value.', open);
       }
       const close = this.find(quote === QUOT ? '"' : "'", open + 1);
-      this.attrNames[this.attrCount] = this.piece(afterSpace, attrEnd);
+      this.attrNames[this.attrCount] = this.nameBeyondAscii ? this.piece(afterSpace, attrEnd) : s.slice(afterSpace, attrEnd);
       this.attrValues[this.attrCount] = this.attrValueNeedsWork(open + 1, close) ? this.attributeValue(this.piece(open + 1, close), open + 1) : s.slice(open + 1, close);
       this.attrCount++;
       pos = close + 1;
@@ -437,14 +453,13 @@ export class XmlReader {
     const names = this.attrNames;
     const values = this.attrValues;
     const expanded = this.attrExpanded;
+    // Declarations first (§6.1: they apply to the element's own name and attributes).
     let declared: Map<string, string> | undefined;
     for (let k = 0; k < count; k++) {
       const name = names[k] as string;
-      const colon = this.checkQName(name);
-      let prefix: string;
-      if (name === 'xmlns') prefix = '';
-      else if (colon === 5 && name.startsWith('xmlns')) prefix = name.slice(6);
-      else continue;
+      if (!name.startsWith('xmlns') || (name.length > 5 && name.charCodeAt(5) !== 0x3a)) continue;
+      const prefix = name.length === 5 ? '' : name.slice(6);
+      if (name.length > 5) this.checkQName(name);
       const uri = (values[k] as string).trim();
       if (prefix !== '' && uri === '') this.fail('invalid attempt to undefine prefix in XML 1.0');
       this.checkBinding(prefix, uri);
@@ -464,7 +479,7 @@ export class XmlReader {
     for (let k = 0; k < count; k++) {
       const name = names[k] as string;
       // The expanded name (§6.3): two attributes may not share namespace and local name.
-      const colonAt = name.indexOf(':');
+      const colonAt = this.checkQName(name);
       if (colonAt < 0) expanded[k] = name;
       else {
         const attrPrefix = name.slice(0, colonAt);
