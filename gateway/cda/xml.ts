@@ -53,14 +53,8 @@ const NO_ATTRS: Readonly<Record<string, string>> = Object.freeze({});
 const NO_CHILDREN: XNode[] = Object.freeze([]) as unknown as XNode[];
 const NON_SPACE = /[^ \t\r\n]/;
 
-/** The parser's mutable view of an element, to replace the shared empty children on first child. */
+/** The parser's mutable view of an element, to set its children at its end tag. */
 type Building = { -readonly [K in keyof XElement]: XElement[K] };
-
-function appendChild(parent: XElement, node: XNode): void {
-  const p = parent as Building;
-  if (p.children === NO_CHILDREN) p.children = [node];
-  else p.children.push(node);
-}
 
 /** Parses bytes into the element tree of the document element. */
 export function parseXml(input: Uint8Array, limits: XmlLimits = DEFAULT_XML_LIMITS): XElement {
@@ -76,6 +70,11 @@ export function parseXml(input: Uint8Array, limits: XmlLimits = DEFAULT_XML_LIMI
   }
   let root: XElement | undefined;
   const stack: XElement[] = [];
+  // The children of the open elements, in document order, from `starts[depth]` on for each: an
+  // element takes its own at its end tag, as one array of the right size (a pushed-to array would
+  // reserve 17 slots at its second child).
+  const pending: XNode[] = [];
+  const starts: number[] = [];
   let inNarrative = 0;
   let elements = 0;
   const reader: XmlReader = new XmlReader(text, {
@@ -89,20 +88,22 @@ export function parseXml(input: Uint8Array, limits: XmlLimits = DEFAULT_XML_LIMI
       const parent = stack[stack.length - 1];
       const el: XElement = { name: local, ns: uri, attrs: attrs ?? NO_ATTRS, children: NO_CHILDREN, parent };
       if (local === 'text' && uri === HL7_NS) inNarrative++;
-      if (parent) appendChild(parent, el);
+      if (parent) pending.push(el);
       else root = el;
       stack.push(el);
+      starts.push(pending.length);
     },
     close() {
-      const el = stack.pop();
-      if (el?.name === 'text' && el.ns === HL7_NS) inNarrative--;
+      const el = stack.pop() as Building;
+      const start = starts.pop() as number;
+      if (pending.length > start) el.children = pending.splice(start);
+      if (el.name === 'text' && el.ns === HL7_NS) inNarrative--;
     },
     text(t) {
       // Whitespace between elements only means something inside a narrative block (between inline
       // elements); elsewhere it is indentation, and keeping it would double the tree's size.
       if (inNarrative === 0 && !NON_SPACE.test(t)) return;
-      const parent = stack[stack.length - 1];
-      if (parent) appendChild(parent, t);
+      if (stack.length) pending.push(t);
     },
     keepsWhitespace: () => inNarrative > 0,
   }, utf8);
