@@ -86,8 +86,10 @@ export function parseXml(input: Uint8Array, limits: XmlLimits = DEFAULT_XML_LIMI
         throw new PasserelleError('CDA_TOO_DEEP', `Elements nest deeper than ${limits.maxDepth}.`, `line ${reader.line()}`);
       }
       const parent = stack[stack.length - 1];
-      const el: XElement = { name: local, ns: uri, attrs: attrs ?? NO_ATTRS, children: NO_CHILDREN, parent };
-      if (local === 'text' && uri === HL7_NS) inNarrative++;
+      // The HL7 namespace as the constant itself: the many `ns === HL7_NS` tests then compare references.
+      const ns = uri === HL7_NS ? HL7_NS : uri;
+      const el: XElement = { name: local, ns, attrs: attrs ?? NO_ATTRS, children: NO_CHILDREN, parent };
+      if (local === 'text' && ns === HL7_NS) inNarrative++;
       if (parent) pending.push(el);
       else root = el;
       stack.push(el);
