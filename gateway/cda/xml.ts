@@ -240,43 +240,61 @@ export function findFirst(el: XElement, name: string, ns: string): XElement | un
   return undefined;
 }
 
-/** Per parent: each child element's position among its same-named siblings, and how many share its name. */
-const positions = new WeakMap<XElement, Map<XElement, { index: number; of: number }>>();
+/**
+ * Per parent: the path step of each child element that shares its name with a sibling
+ * (`component[2]`); the others' step is their name. Built once per parent, so that reporting every
+ * one of n siblings stays linear.
+ */
+const indexedSteps = new WeakMap<XElement, Map<XElement, string>>();
 
-function positionOf(parent: XElement, el: XElement): { index: number; of: number } {
-  let map = positions.get(parent);
-  if (!map) {
-    // Built once per parent, so that reporting every one of n siblings stays linear.
-    map = new Map();
+function stepOf(parent: XElement, el: XElement): string {
+  let steps = indexedSteps.get(parent);
+  if (!steps) {
     const counts = new Map<string, number>();
     const nodes = parent.children;
     for (let i = 0; i < nodes.length; i++) {
       const c = nodes[i] as XNode;
-      if (typeof c === 'string') continue;
-      const n = (counts.get(c.name) ?? 0) + 1;
-      counts.set(c.name, n);
-      map.set(c, { index: n, of: 0 });
+      if (typeof c !== 'string') counts.set(c.name, (counts.get(c.name) ?? 0) + 1);
     }
-    for (const [c, pos] of map) pos.of = counts.get(c.name) ?? 1;
-    positions.set(parent, map);
+    steps = new Map();
+    const seen = new Map<string, number>();
+    for (let i = 0; i < nodes.length; i++) {
+      const c = nodes[i] as XNode;
+      if (typeof c === 'string' || (counts.get(c.name) ?? 0) < 2) continue;
+      const n = (seen.get(c.name) ?? 0) + 1;
+      seen.set(c.name, n);
+      steps.set(c, `${c.name}[${n}]`);
+    }
+    indexedSteps.set(parent, steps);
   }
-  return map.get(el) ?? { index: 1, of: 1 };
+  return steps.get(el) ?? el.name;
 }
 
-/** An XPath-like location of an element, e.g. `/ClinicalDocument/component/structuredBody/component[2]/section`. */
+/** Paths already computed: the elements reported or keyed in one document share most ancestors. */
+const paths = new WeakMap<XElement, string>();
+
+/**
+ * An XPath-like location of an element, e.g. `/ClinicalDocument/component/structuredBody/component[2]/section`,
+ * from the ClinicalDocument (or the root when there is none above).
+ */
 export function pathOf(el: XElement): string {
-  const steps: string[] = [];
-  let cur: XElement | undefined = el;
-  while (cur) {
-    const parent: XElement | undefined = cur.parent;
-    let step = cur.name;
-    if (parent) {
-      const pos = positionOf(parent, cur);
-      if (pos.of > 1) step += `[${pos.index}]`;
+  // Up to the first ancestor whose path is known (or the ClinicalDocument, or the root)…
+  const chain: XElement[] = [];
+  let path = '';
+  for (let cur: XElement | undefined = el; cur; cur = cur.parent) {
+    const known = paths.get(cur);
+    if (known !== undefined) {
+      path = known;
+      break;
     }
-    steps.unshift(step);
+    chain.push(cur);
     if (cur.name === 'ClinicalDocument' && cur.ns === HL7_NS) break;
-    cur = parent;
   }
-  return '/' + steps.join('/');
+  // …then down again, remembering each path on the way.
+  for (let i = chain.length - 1; i >= 0; i--) {
+    const cur = chain[i] as XElement;
+    path += `/${cur.parent ? stepOf(cur.parent, cur) : cur.name}`;
+    paths.set(cur, path);
+  }
+  return path;
 }
