@@ -22,6 +22,14 @@ export interface XElement {
   readonly attrs: Readonly<Record<string, string>>;
   readonly children: XNode[];
   readonly parent: XElement | undefined;
+  /**
+   * Memos of pathOf, not document data. They live on the tree so that they go with it: kept in
+   * WeakMaps keyed by elements, they made V8's young-generation GC keep every tree alive (it
+   * treats the values of such ephemerons as strong), which doubled the cost of a conversion.
+   */
+  readonly path?: string;
+  /** The steps of this element's children that need an index (`component[2]`). */
+  readonly indexedSteps?: ReadonlyMap<XElement, string>;
 }
 export type XNode = XElement | string;
 
@@ -88,7 +96,7 @@ export function parseXml(input: Uint8Array, limits: XmlLimits = DEFAULT_XML_LIMI
       const parent = stack[stack.length - 1];
       // The HL7 namespace as the constant itself: the many `ns === HL7_NS` tests then compare references.
       const ns = uri === HL7_NS ? HL7_NS : uri;
-      const el: XElement = { name: local, ns, attrs: attrs ?? NO_ATTRS, children: NO_CHILDREN, parent };
+      const el: XElement = { name: local, ns, attrs: attrs ?? NO_ATTRS, children: NO_CHILDREN, parent, path: undefined, indexedSteps: undefined };
       if (local === 'text' && ns === HL7_NS) inNarrative++;
       if (parent) pending.push(el);
       else root = el;
@@ -241,14 +249,12 @@ export function findFirst(el: XElement, name: string, ns: string): XElement | un
 }
 
 /**
- * Per parent: the path step of each child element that shares its name with a sibling
- * (`component[2]`); the others' step is their name. Built once per parent, so that reporting every
- * one of n siblings stays linear.
+ * The path step of a child element: its name, with its index among same-named siblings when it has
+ * some (`component[2]`). A parent's indexed steps are computed once, so that reporting every one of
+ * n siblings stays linear.
  */
-const indexedSteps = new WeakMap<XElement, Map<XElement, string>>();
-
 function stepOf(parent: XElement, el: XElement): string {
-  let steps = indexedSteps.get(parent);
+  let steps = parent.indexedSteps;
   if (!steps) {
     const counts = new Map<string, number>();
     const nodes = parent.children;
@@ -256,35 +262,32 @@ function stepOf(parent: XElement, el: XElement): string {
       const c = nodes[i] as XNode;
       if (typeof c !== 'string') counts.set(c.name, (counts.get(c.name) ?? 0) + 1);
     }
-    steps = new Map();
+    const indexed = new Map<XElement, string>();
     const seen = new Map<string, number>();
     for (let i = 0; i < nodes.length; i++) {
       const c = nodes[i] as XNode;
       if (typeof c === 'string' || (counts.get(c.name) ?? 0) < 2) continue;
       const n = (seen.get(c.name) ?? 0) + 1;
       seen.set(c.name, n);
-      steps.set(c, `${c.name}[${n}]`);
+      indexed.set(c, `${c.name}[${n}]`);
     }
-    indexedSteps.set(parent, steps);
+    (parent as Building).indexedSteps = steps = indexed;
   }
   return steps.get(el) ?? el.name;
 }
 
-/** Paths already computed: the elements reported or keyed in one document share most ancestors. */
-const paths = new WeakMap<XElement, string>();
-
 /**
  * An XPath-like location of an element, e.g. `/ClinicalDocument/component/structuredBody/component[2]/section`,
- * from the ClinicalDocument (or the root when there is none above).
+ * from the ClinicalDocument (or the root when there is none above). Paths are remembered on the
+ * elements: those reported or keyed in one document share most of their ancestors.
  */
 export function pathOf(el: XElement): string {
   // Up to the first ancestor whose path is known (or the ClinicalDocument, or the root)…
   const chain: XElement[] = [];
   let path = '';
   for (let cur: XElement | undefined = el; cur; cur = cur.parent) {
-    const known = paths.get(cur);
-    if (known !== undefined) {
-      path = known;
+    if (cur.path !== undefined) {
+      path = cur.path;
       break;
     }
     chain.push(cur);
@@ -292,9 +295,9 @@ export function pathOf(el: XElement): string {
   }
   // …then down again, remembering each path on the way.
   for (let i = chain.length - 1; i >= 0; i--) {
-    const cur = chain[i] as XElement;
+    const cur = chain[i] as Building;
     path += `/${cur.parent ? stepOf(cur.parent, cur) : cur.name}`;
-    paths.set(cur, path);
+    cur.path = path;
   }
   return path;
 }
