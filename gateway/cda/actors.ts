@@ -26,7 +26,10 @@ function typed(id: Identifier, code: string): Identifier {
 
 /** Normalised form of a name for comparison (case, accents, punctuation and spacing ignored). */
 export function normalise(s: string | undefined): string {
-  return (s ?? '').normalize('NFD').replace(/\p{M}/gu, '').toUpperCase().replace(/[^A-Z0-9]+/g, ' ').trim();
+  const t = s ?? '';
+  // ASCII has no marks to strip: skip the Unicode decomposition (most names are ASCII).
+  const unaccented = /[\u0080-\uFFFF]/.test(t) ? t.normalize('NFD').replace(/\p{M}/gu, '') : t;
+  return unaccented.toUpperCase().replace(/[^A-Z0-9]+/g, ' ').trim();
 }
 
 /** IDNST (1 + FINESS, 3 + SIRET, …) → the national identifier plus the plain FINESS / SIRET. */

@@ -6,10 +6,10 @@
  * key naming what the resource is (the CDA place of its element, or the identity of a deduplicated
  * actor), so the same input always yields the same Bundle and two patients never share an id.
  */
-import { createHash, type Hash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import type { Reference, Resource } from '@medplum/fhirtypes';
 import { Report } from './report.js';
-import { attr, elements, type XElement } from './xml.js';
+import type { XElement, XNode } from './xml.js';
 
 /**
  * A reference produced by the converter. `Reference<never>` is assignable to every `Reference<T>`
@@ -27,6 +27,9 @@ export interface Emitted {
   fullUrl: string;
   resource: Resource;
 }
+
+/** The hex digit of a UUID variant-10 nibble, by its two low bits. */
+const VARIANT_DIGITS = '89ab';
 
 export class ConversionContext {
   readonly report = new Report();
@@ -47,26 +50,27 @@ export class ConversionContext {
 
   private readonly byKey = new Map<string, Emitted>();
   private narrativeIds: Map<string, XElement> | undefined;
-  /** The hash state after document key and salt, copied for each id. */
-  private prefix: Hash | undefined;
+  /** What every id hashes first: document key and salt. */
+  private readonly prefix: string;
 
   constructor(
-    private readonly documentKey: string,
-    private readonly patientSalt: string,
+    documentKey: string,
+    patientSalt: string,
     private readonly root: XElement,
-  ) {}
+  ) {
+    this.prefix = `${documentKey}\u0000${patientSalt}`;
+  }
 
-  /** A deterministic UUID for this document and patient. */
+  /**
+   * A deterministic UUID for this document and patient: SHA-256 of document key, salt and key
+   * parts, NUL-separated (the parts never hold a NUL, so the hash input is unambiguous). One-shot
+   * `hash` of one string: a third of the cost of feeding a copied Hash part by part.
+   */
   uuid(...key: string[]): string {
-    this.prefix ??= createHash('sha256').update(this.documentKey).update('\u0000').update(this.patientSalt);
-    const h = this.prefix.copy();
-    for (const k of key) h.update('\u0000').update(k);
-    const b = h.digest();
-    // RFC 9562 §5.8 (version 8, custom): set version and variant bits.
-    b[6] = ((b[6] as number) & 0x0f) | 0x80;
-    b[8] = ((b[8] as number) & 0x3f) | 0x80;
-    const x = b.subarray(0, 16).toString('hex');
-    return `${x.slice(0, 8)}-${x.slice(8, 12)}-${x.slice(12, 16)}-${x.slice(16, 20)}-${x.slice(20, 32)}`;
+    const x = hash('sha256', key.length === 1 ? `${this.prefix}\u0000${key[0]}` : `${this.prefix}\u0000${key.join('\u0000')}`, 'hex');
+    // RFC 9562 §5.8 (version 8, custom): version nibble 8, variant bits 10.
+    const variant = VARIANT_DIGITS[parseInt(x.charAt(16), 16) & 0x3] as string;
+    return `${x.slice(0, 8)}-${x.slice(8, 12)}-8${x.slice(13, 16)}-${variant}${x.slice(17, 20)}-${x.slice(20, 32)}`;
   }
 
   /** Emits a resource under a key; the key (with the type) determines its id. Returns its reference. */
@@ -90,13 +94,18 @@ export class ConversionContext {
   /** Element with that narrative `ID` (for `reference value="#id"` in originalText and text). */
   byNarrativeId(id: string): XElement | undefined {
     if (!this.narrativeIds) {
+      // For a duplicated ID the first element met wins, in this walk's order (last child first).
       const index = new Map<string, XElement>();
       const stack: XElement[] = [this.root];
       while (stack.length) {
         const el = stack.pop() as XElement;
-        const v = attr(el, 'ID');
+        const v = el.attrs.ID;
         if (v !== undefined && !index.has(v)) index.set(v, el);
-        stack.push(...elements(el));
+        const nodes = el.children;
+        for (let i = 0; i < nodes.length; i++) {
+          const c = nodes[i] as XNode;
+          if (typeof c !== 'string') stack.push(c);
+        }
       }
       this.narrativeIds = index;
     }

@@ -92,7 +92,9 @@ export function mapNonXmlBody(ctx: ConversionContext, doc: XElement, body: XElem
 
 /** The source CDA kept as a Binary, with a Provenance naming it as the source of the Composition. */
 export function mapSource(ctx: ConversionContext, bytes: Uint8Array, composition: Ref, recorded: string): void {
-  const binary = ctx.add({ resourceType: 'Binary', contentType: 'application/hl7-cda+xml', data: Buffer.from(bytes).toString('base64') }, 'source');
+  // A Buffer view of the bytes, not a copy (Buffer.from(bytes) would copy the whole document).
+  const data = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('base64');
+  const binary = ctx.add({ resourceType: 'Binary', contentType: 'application/hl7-cda+xml', data }, 'source');
   const converter = ctx.add({
     resourceType: 'Device',
     deviceName: [{ name: 'passerelle CDA → FHIR converter', type: 'user-friendly-name' }],

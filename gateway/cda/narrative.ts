@@ -15,7 +15,6 @@
  */
 import type { ReportCode } from './report.js';
 import { HL7_NS, pathOf, rawText, text as textOf, type XElement } from './xml.js';
-import { own } from '../util/own.js';
 
 export interface NarrativeOptions {
   /** Resolves a renderMultiMedia referencedObject (the ID of an observationMedia) to the Binary it became. */
@@ -148,8 +147,16 @@ const idrefs: AttrCheck = (v) => {
   return tokens.length > 0 && tokens.every(isNCName) ? tokens.join(' ') : undefined;
 };
 
+/**
+ * A table looked up by names read from the document: a Map, so that no name (`constructor`,
+ * `__proto__`) reaches Object.prototype, and cheaper than a hasOwn check plus an index.
+ */
+function lookup<T>(entries: Readonly<Record<string, T>>): ReadonlyMap<string, T> {
+  return new Map(Object.entries(entries));
+}
+
 /** The table attributes CDA StrucDoc shares with HTML 4 and FHIR keeps, with their value checks. */
-const TABLE_ATTR_CHECKS: Record<string, AttrCheck> = {
+const TABLE_ATTR_CHECKS = lookup<AttrCheck>({
   summary: freeText,
   width: length,
   border: integer,
@@ -163,10 +170,10 @@ const TABLE_ATTR_CHECKS: Record<string, AttrCheck> = {
   rowspan: integer,
   colspan: integer,
   span: integer,
-};
+});
 
 /** Which of them each table element carries (HTML 4.01 §11, the same sets as CDA StrucDoc). */
-const TABLE_ATTRS: Record<string, readonly string[]> = {
+const TABLE_ATTRS = lookup<readonly string[]>({
   table: ['summary', 'width', 'border', 'cellpadding', 'cellspacing'],
   thead: ['align', 'valign'],
   tbody: ['align', 'valign'],
@@ -176,10 +183,10 @@ const TABLE_ATTRS: Record<string, readonly string[]> = {
   td: ['abbr', 'headers', 'scope', 'rowspan', 'colspan', 'align', 'valign'],
   colgroup: ['span', 'width', 'align', 'valign'],
   col: ['span', 'width', 'align', 'valign'],
-};
+});
 
 /** The XHTML parent each table part needs; elsewhere it would be invalid XHTML, so it degrades to a span. */
-const TABLE_PARENTS: Record<string, readonly string[]> = {
+const TABLE_PARENTS = lookup<readonly string[]>({
   thead: ['table'],
   tbody: ['table'],
   tfoot: ['table'],
@@ -188,10 +195,10 @@ const TABLE_PARENTS: Record<string, readonly string[]> = {
   tr: ['table', 'thead', 'tbody', 'tfoot'],
   th: ['tr'],
   td: ['tr'],
-};
+});
 
 /** The CDA children each element-only XHTML container accepts as they are. */
-const STRUCTURE_CHILDREN: Record<string, readonly string[]> = {
+const STRUCTURE_CHILDREN = lookup<readonly string[]>({
   table: ['caption', 'col', 'colgroup', 'thead', 'tbody', 'tfoot', 'tr'],
   thead: ['tr'],
   tbody: ['tr'],
@@ -200,10 +207,10 @@ const STRUCTURE_CHILDREN: Record<string, readonly string[]> = {
   colgroup: ['col'],
   ul: ['item'],
   ol: ['item'],
-};
+});
 
 /** What stray content in such a container is wrapped in (colgroup can hold nothing but col: kept as is). */
-const STRAY_WRAPPERS: Record<string, readonly string[]> = {
+const STRAY_WRAPPERS = lookup<readonly string[]>({
   table: ['tbody', 'tr', 'td'],
   thead: ['tr', 'td'],
   tbody: ['tr', 'td'],
@@ -211,7 +218,7 @@ const STRAY_WRAPPERS: Record<string, readonly string[]> = {
   tr: ['td'],
   ul: ['li'],
   ol: ['li'],
-};
+});
 
 /** Attributes every narrative element may carry (CDA StrucDoc ID, language, styleCode), mapped separately. */
 const COMMON_ATTRS = new Set(['ID', 'styleCode', 'language']);
@@ -242,7 +249,11 @@ function isHl7(el: XElement): boolean {
 
 function hl7Children(el: XElement, name: string): XElement[] {
   const out: XElement[] = [];
-  for (const c of el.children) if (typeof c !== 'string' && c.name === name && isHl7(c)) out.push(c);
+  const nodes = el.children;
+  for (let i = 0; i < nodes.length; i++) {
+    const c = nodes[i] as XElement | string;
+    if (typeof c !== 'string' && c.name === name && isHl7(c)) out.push(c);
+  }
   return out;
 }
 
@@ -369,8 +380,8 @@ class Converter {
    * wrapped in the cell or item XHTML requires, so that no text is lost and the nesting stays valid.
    */
   private structureChildren(el: XElement, tag: string, nodes: readonly (XElement | string)[]): void {
-    const fits = own(STRUCTURE_CHILDREN, tag) ?? [];
-    const strayWrappers = own(STRAY_WRAPPERS, tag) ?? [];
+    const fits = STRUCTURE_CHILDREN.get(tag) ?? [];
+    const strayWrappers = STRAY_WRAPPERS.get(tag) ?? [];
     // Cells straight in a row group only lack their row.
     const cellWrappers = tag === 'ul' || tag === 'ol' || tag === 'tr' ? strayWrappers : ['tr'];
     let run: (XElement | string)[] = [];
@@ -390,7 +401,8 @@ class Converter {
       for (let i = wrappers.length - 1; i >= 0; i--) this.out.push('</', wrappers[i] as string, '>');
       run = [];
     };
-    for (const node of nodes) {
+    for (let i = 0; i < nodes.length; i++) {
+      const node = nodes[i] as XElement | string;
       if (typeof node === 'string') {
         if (NON_WHITESPACE.test(node)) {
           if (wrappers !== strayWrappers) flush();
@@ -468,7 +480,7 @@ class Converter {
         this.wrap(el, 'table', 'structure', this.tableAttrs(el));
         return;
       case 'col':
-        if (TABLE_PARENTS.col?.includes(parentTag)) this.voidElement(el, 'col', this.tableAttrs(el));
+        if (TABLE_PARENTS.get('col')?.includes(parentTag)) this.voidElement(el, 'col', this.tableAttrs(el));
         else this.misplaced(el);
         return;
       case 'thead':
@@ -478,7 +490,7 @@ class Converter {
       case 'tr':
       case 'th':
       case 'td': {
-        if (!own(TABLE_PARENTS, el.name)?.includes(parentTag)) {
+        if (!TABLE_PARENTS.get(el.name)?.includes(parentTag)) {
           this.misplaced(el);
           return;
         }
@@ -725,9 +737,9 @@ class Converter {
 
   private tableAttrs(el: XElement): Attr[] {
     const attrs: Attr[] = [];
-    for (const name of own(TABLE_ATTRS, el.name) ?? []) {
+    for (const name of TABLE_ATTRS.get(el.name) ?? []) {
       const raw = el.attrs[name];
-      const check = own(TABLE_ATTR_CHECKS, name);
+      const check = TABLE_ATTR_CHECKS.get(name);
       if (raw === undefined || !check) continue;
       const value = check(raw);
       if (value !== undefined) attrs.push([name, value]);
@@ -738,7 +750,7 @@ class Converter {
 
   /** Anything not mapped (style, on*, frame, xsi:…) is dropped: FHIR R4 allows no active or styling attributes. */
   private reportDroppedAttrs(el: XElement, consumed: readonly string[], tag = ''): void {
-    const kept = own(TABLE_ATTRS, tag) ?? [];
+    const kept = TABLE_ATTRS.get(tag) ?? [];
     for (const name of Object.keys(el.attrs)) {
       if (COMMON_ATTRS.has(name) || consumed.includes(name) || kept.includes(name)) continue;
       this.note('NARRATIVE_CHANGED', `attr:${el.name}@${name}`, `Attribute "${name}" of <${el.name}> has no FHIR XHTML equivalent and was dropped.`, el);

@@ -231,6 +231,16 @@ describe('algorithmic complexity: small documents stay cheap', () => {
     expectBounded(utf8(syntheticCda().replace('<realmCode code="FR"/>', `<realmCode code="FR"${attrs}/>`)));
   });
 
+  it('100 000 namespace declarations on the root and one more on each of 100 000 elements', () => {
+    const decls = Array.from({ length: 100_000 }, (_, i) => ` xmlns:p${i}="urn:x:${i}"`).join('');
+    const children = Array.from({ length: 100_000 }, (_, i) => `<templateId xmlns:q${i}="urn:y:${i}" root="1.2.3"/>`).join('');
+    const doc = syntheticCda()
+      .replace('<ClinicalDocument xmlns="urn:hl7-org:v3"', `<ClinicalDocument xmlns="urn:hl7-org:v3"${decls}`)
+      .replace('<realmCode code="FR"/>', `${children}<realmCode code="FR"/>`);
+    expect(doc.length).toBeGreaterThan(5_000_000);
+    expectBounded(utf8(doc));
+  });
+
   it('a 1 MB attribute value and a 1 MB date', () => {
     const doc = syntheticCda()
       .replace('value="168"', `value="${'9'.repeat(1_000_000)}"`)

@@ -13,7 +13,7 @@ import { practitionerRoleRef } from '../actors.js';
 import { concept, identifier } from '../datatypes.js';
 import { dateTime } from '../time.js';
 import { DATA_ABSENT_REASON } from '../terminology.js';
-import { attr, child, children, elements, HL7_NS, text, type XElement } from '../xml.js';
+import { attr, child, children, elements, HL7_NS, text, type XElement, type XNode } from '../xml.js';
 import { own } from '../../util/own.js';
 
 export const DAR_SYSTEM = 'http://terminology.hl7.org/CodeSystem/data-absent-reason';
@@ -127,7 +127,9 @@ export function entryText(ctx: ConversionContext, el: XElement | undefined): str
 /** Text of an element without the text of its `reference` child. */
 function ownText(el: XElement): string | undefined {
   const parts: string[] = [];
-  for (const c of el.children) {
+  const nodes = el.children;
+  for (let i = 0; i < nodes.length; i++) {
+    const c = nodes[i] as XNode;
     if (typeof c === 'string') parts.push(c);
     else if (c.name !== 'reference') parts.push(text(c) ?? '');
   }
