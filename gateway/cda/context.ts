@@ -6,10 +6,15 @@
  * key naming what the resource is (the CDA place of its element, or the identity of a deduplicated
  * actor), so the same input always yields the same Bundle and two patients never share an id.
  */
-import { hash } from 'node:crypto';
+import * as crypto from 'node:crypto';
 import type { Reference, Resource } from '@medplum/fhirtypes';
 import { Report } from './report.js';
 import type { XElement, XNode } from './xml.js';
+
+/** One-shot SHA-256 (crypto.hash, Node ≥ 20.12); a Hash object on earlier Node 20 releases. */
+const sha256Hex: (data: string) => string = typeof crypto.hash === 'function'
+  ? (data) => crypto.hash('sha256', data, 'hex')
+  : (data) => crypto.createHash('sha256').update(data).digest('hex');
 
 /**
  * A reference produced by the converter. `Reference<never>` is assignable to every `Reference<T>`
@@ -67,7 +72,7 @@ export class ConversionContext {
    * `hash` of one string: a third of the cost of feeding a copied Hash part by part.
    */
   uuid(...key: string[]): string {
-    const x = hash('sha256', key.length === 1 ? `${this.prefix}\u0000${key[0]}` : `${this.prefix}\u0000${key.join('\u0000')}`, 'hex');
+    const x = sha256Hex(key.length === 1 ? `${this.prefix}\u0000${key[0]}` : `${this.prefix}\u0000${key.join('\u0000')}`);
     // RFC 9562 §5.8 (version 8, custom): version nibble 8, variant bits 10.
     const variant = VARIANT_DIGITS[parseInt(x.charAt(16), 16) & 0x3] as string;
     return `${x.slice(0, 8)}-${x.slice(8, 12)}-8${x.slice(13, 16)}-${variant}${x.slice(17, 20)}-${x.slice(20, 32)}`;

@@ -23,6 +23,8 @@ function parseTs(raw: string): ParsedTs | undefined {
   if (!m) return undefined;
   const [, y, mo, d, h, mi, s, frac, sign, off] = m;
   const repaired: string[] = [];
+  // Year 0000 does not exist (ISO 8601 proleptic years start at 1 here; FHIR's date pattern excludes it).
+  if (+(y as string) === 0) return undefined;
   if (mo && (+mo < 1 || +mo > 12)) return undefined;
   if (d && (+d < 1 || +d > daysIn(+(y as string), +(mo as string)))) return undefined;
   if (!mo && d) return undefined;
