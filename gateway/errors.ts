@@ -30,7 +30,7 @@ export const ERROR_CATALOGUE = {
     message: 'The document declares a DTD (DOCTYPE); DTDs and entities are refused.',
   },
   CDA_NOT_A_CLINICAL_DOCUMENT: {
-    http: 422, smtp: 554, mdn: 900, issueType: 'invalid', transient: false,
+    http: 422, smtp: 554, mdn: 906, issueType: 'invalid', transient: false,
     message: 'The XML does not contain an HL7 CDA R2 ClinicalDocument.',
   },
   CDA_TOO_LARGE: {
@@ -70,7 +70,7 @@ export const ERROR_CATALOGUE = {
     message: 'The Bundle produced does not conform to the FHIR R4 schema (a converter defect).',
   },
   INPUT_NOT_CDA: {
-    http: 415, smtp: 554, mdn: 900, issueType: 'not-supported', transient: false,
+    http: 415, smtp: 554, mdn: 906, issueType: 'not-supported', transient: false,
     message: 'The content posted as a CDA document is something else (PDF, JSON, empty, binary).',
   },
   INPUT_TOO_LARGE: {
@@ -158,23 +158,23 @@ export const ERROR_CATALOGUE = {
     message: "The signature does not match the signed content or the signer's key.",
   },
   SMIME_SIGNER_NOT_TRUSTED: {
-    http: 422, smtp: 554, mdn: 901, issueType: 'security', transient: false,
+    http: 422, smtp: 554, mdn: 906, issueType: 'security', transient: false,
     message: "The signer's certificate does not chain to a configured trust anchor.",
   },
   SMIME_SIGNER_EXPIRED: {
-    http: 422, smtp: 554, mdn: 901, issueType: 'security', transient: false,
+    http: 422, smtp: 554, mdn: 906, issueType: 'security', transient: false,
     message: "The signer's certificate was not valid at signing time (expired or not yet valid).",
   },
   SMIME_SIGNER_REVOKED: {
-    http: 422, smtp: 554, mdn: 901, issueType: 'security', transient: false,
+    http: 422, smtp: 554, mdn: 906, issueType: 'security', transient: false,
     message: "The signer's certificate is revoked by a configured CRL.",
   },
   SMIME_SIGNER_USAGE: {
-    http: 422, smtp: 554, mdn: 901, issueType: 'security', transient: false,
+    http: 422, smtp: 554, mdn: 906, issueType: 'security', transient: false,
     message: "The signer's certificate is not for e-mail signature (key usage, extended key usage).",
   },
   SMIME_SIGNER_MISMATCH: {
-    http: 422, smtp: 554, mdn: 901, issueType: 'security', transient: false,
+    http: 422, smtp: 554, mdn: 906, issueType: 'security', transient: false,
     message: "The signer's certificate e-mail address differs from the message's From.",
   },
   SMIME_POLICY_VIOLATION: {
@@ -220,6 +220,14 @@ export const ERROR_CATALOGUE = {
   DOCUMENT_MASKED: {
     http: 422, smtp: 554, mdn: 906, issueType: 'business-rule', transient: false,
     message: 'The document is masked from professionals (MASQUE_PS): held, not integrated.',
+  },
+  SMTP_RELAY_UNAVAILABLE: {
+    http: 503, smtp: 451, mdn: 906, issueType: 'exception', transient: true,
+    message: 'The SMTP relay for acknowledgements could not be reached or deferred the message; retried later.',
+  },
+  SMTP_RELAY_REJECTED: {
+    http: 502, smtp: 554, mdn: 906, issueType: 'exception', transient: false,
+    message: 'The SMTP relay refused the acknowledgement for good.',
   },
   INTERNAL_ERROR: {
     http: 500, smtp: 451, mdn: 906, issueType: 'exception', transient: true,
