@@ -64,7 +64,7 @@ export async function run(): Promise<BenchResult[]> {
   const sender = clients.find((c) => c.role === 'sender');
   if (!sender) throw new BenchSetupError('sample clients incomplete');
   const configFile = join(dir, 'config.json');
-  writeFileSync(configFile, JSON.stringify({ http: { port: 0, host: '127.0.0.1' }, dataDir: dir, clients, log: { level: 'info' }, pipeline: { concurrency: 4, pollMs: 20 } }));
+  writeFileSync(configFile, JSON.stringify({ http: { port: 0, host: '127.0.0.1' }, smtp: { port: 0 }, dataDir: dir, clients, log: { level: 'info' }, pipeline: { concurrency: 4, pollMs: 20 } }));
   const gateway = await startGateway(configFile);
   try {
     // 1. Intake: POST → delivered.

@@ -16,7 +16,7 @@ import { packageFile } from './util/package-root.js';
 
 export interface Config {
   http: { port: number; host: string; publicUrl: string | null; maxBodyBytes: number; publicMetrics: boolean };
-  smtp: { port: number; domains: string[]; relay: { host: string; port: number } };
+  smtp: { port: number | null; maxBytes: number; domains: string[]; relay: { host: string; port: number } };
   dataDir: string;
   /** Always set after loading: `sqlite:<dataDir>/passerelle.db` when the file leaves it null. */
   database: string;

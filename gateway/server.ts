@@ -3,7 +3,7 @@
  * pipeline workers, and a graceful shutdown (stop accepting, let in-flight stages finish, close
  * the journal and the store).
  */
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { openJournal } from '../adapters/journal/open.js';
@@ -18,6 +18,8 @@ import { buildApp } from './app.js';
 import type { Config } from './config.js';
 import { createLogger, type Logger } from './log.js';
 import { loadMailSecurity } from './mail/security.js';
+import { effectiveSmime } from './mail/smime-settings.js';
+import { createSmtpListener } from './mail/smtp-listener.js';
 import { createMetrics, instrument } from './metrics.js';
 import { Pipeline } from './pipeline/worker.js';
 import { sampleClients } from './sample-clients.js';
@@ -26,6 +28,8 @@ export interface RunningGateway {
   /** http://127.0.0.1:<port> */
   url: string;
   port: number;
+  /** The SMTP listener's port, when it listens. */
+  smtpPort: number | undefined;
   journal: Journal;
   store: DocumentStore;
   pipeline: Pipeline | undefined;
@@ -49,7 +53,9 @@ export async function start(config: Readonly<Config>, log: Logger = createLogger
     }
   }
 
-  const mail = loadMailSecurity(config.smime);
+  const { smime, createdPki } = config.store.storeOnly ? { smime: config.smime, createdPki: undefined } : await effectiveSmime(config);
+  if (createdPki) log.info('development PKI created (not for production)', { dir: createdPki });
+  const mail = loadMailSecurity(smime);
   const journal = await openJournal(config.database);
   const store = await openStore({ database: config.database, fhirBaseUrl: config.store.fhirBaseUrl, ...(config.store.fhirToken ? { fhirToken: config.store.fhirToken } : {}) });
   const metrics = createMetrics(journal);
@@ -88,9 +94,31 @@ export async function start(config: Readonly<Config>, log: Logger = createLogger
     pipeline.start();
   }
 
+  let smtp: ReturnType<typeof createSmtpListener> | undefined;
+  let smtpPort: number | undefined;
+  if (!config.store.storeOnly && config.smtp.port !== null && smime.certificate && smime.privateKey) {
+    smtp = createSmtpListener({
+      journal, domains: config.smtp.domains, maxBytes: config.smtp.maxBytes, log,
+      tls: { cert: readFileSync(smime.certificate), key: readFileSync(smime.privateKey) },
+      onAppended: () => pipeline?.notify(),
+    });
+    try {
+      smtpPort = await smtp.listen(config.smtp.port, config.http.host);
+    } catch (err) {
+      // Nothing may keep running half-started: the operator sees one clear failure.
+      await pipeline?.stop();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await journal.close();
+      await store.close();
+      throw err;
+    }
+    log.info('smtp listening', { port: smtpPort });
+  }
+
   let closing: Promise<void> | undefined;
   const close = (): Promise<void> => (closing ??= (async () => {
     log.info('shutting down');
+    await smtp?.close();
     const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
     server.closeIdleConnections();
     await pipeline?.stop();
@@ -100,5 +128,5 @@ export async function start(config: Readonly<Config>, log: Logger = createLogger
     log.info('stopped');
   })());
 
-  return { url: self, port, journal, store, pipeline, close };
+  return { url: self, port, smtpPort, journal, store, pipeline, close };
 }

@@ -3,6 +3,8 @@
  * turns usage mistakes into exit code 1 (exit 2 is reserved for unusable input, per CONTRACT.md).
  */
 import { convertCommand } from './convert.js';
+import { PKI_USAGE, pkiCommand } from './pki.js';
+import { SEND_USAGE, sendCommand } from './send.js';
 import { startCommand } from './start.js';
 
 const USAGE = `Usage:
@@ -12,6 +14,8 @@ const USAGE = `Usage:
       (its OperationOutcome is written in place of the Bundle).
   passerelle start [--config FILE]
       The gateway server (HTTP, SMTP, IMAP, workers).
+${PKI_USAGE.replace(/^Usage:\n/, '')}
+${SEND_USAGE.replace(/^Usage:\n/, '')}
   passerelle help`;
 
 export async function main(argv: string[]): Promise<number> {
@@ -21,6 +25,10 @@ export async function main(argv: string[]): Promise<number> {
       return convertCommand(rest);
     case 'start':
       return startCommand(rest);
+    case 'pki':
+      return pkiCommand(rest);
+    case 'send':
+      return sendCommand(rest);
     case undefined:
     case 'help':
     case '--help':

@@ -20,7 +20,7 @@ const ADMIN = 'crash-admin-token-0123456789';
 const dir = mkdtempSync(join(tmpdir(), 'passerelle-crash-'));
 const configFile = join(dir, 'config.json');
 writeFileSync(configFile, JSON.stringify({
-  http: { port: 0, host: '127.0.0.1' },
+  http: { port: 0, host: '127.0.0.1' }, smtp: { port: 0 },
   dataDir: dir,
   pipeline: { concurrency: 2, leaseMs: 2000, pollMs: 50, retryBaseMs: 200, retryMaxMs: 2000 },
   clients: [{ id: 'sender', token: SENDER, role: 'sender' }, { id: 'ops', token: ADMIN, role: 'admin' }],

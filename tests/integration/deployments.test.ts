@@ -43,7 +43,7 @@ async function sql(database: string, text: string): Promise<void> {
 function config(name: string, settings: Record<string, unknown>): string {
   const dir = mkdtempSync(join(tmpdir(), `passerelle-${name}-`));
   const file = join(dir, 'config.json');
-  writeFileSync(file, JSON.stringify({ http: { port: 0, host: '127.0.0.1' }, dataDir: dir, clients, log: { level: 'info' }, pipeline: { pollMs: 50 }, ...settings }));
+  writeFileSync(file, JSON.stringify({ http: { port: 0, host: '127.0.0.1' }, smtp: { port: 0 }, dataDir: dir, clients, log: { level: 'info' }, pipeline: { pollMs: 50 }, ...settings }));
   return file;
 }
 

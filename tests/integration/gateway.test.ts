@@ -72,7 +72,7 @@ const ror: Bundle = {
 writeFileSync(join(dir, 'srir.json'), JSON.stringify(srir));
 writeFileSync(join(dir, 'ror.json'), JSON.stringify(ror));
 writeFileSync(join(dir, 'config.json'), JSON.stringify({
-  http: { port: 0, host: '127.0.0.1' },
+  http: { port: 0, host: '127.0.0.1' }, smtp: { port: 0 },
   dataDir: 'data',
   srir: { fixture: 'srir.json' },
   ror: { fixture: 'ror.json' },

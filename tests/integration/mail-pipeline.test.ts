@@ -5,9 +5,11 @@
  * and delivered; and hostile variants, each quarantined with its code.
  */
 import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import nodemailer from 'nodemailer';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../gateway/config.js';
 import { silentLogger } from '../../gateway/log.js';
@@ -57,7 +59,7 @@ beforeAll(async () => {
   const config = loadConfig({
     env: {}, cwd: dir,
     overrides: {
-      http: { port: 0, host: '127.0.0.1' },
+      http: { port: 0, host: '127.0.0.1' }, smtp: { port: 0, domains: ['passerelle.test'] },
       pipeline: { pollMs: 20 },
       smime: { certificate: pki.gateway.certificate, privateKey: pki.gateway.key, trustAnchors: [pki.ca.certificate], crls: [pki.crl], plainDomains: ['operateur-de-confiance.test'] },
       clients: [{ id: 'mss', token: SENDER, role: 'sender' }],
@@ -87,6 +89,18 @@ describe('mail through the pipeline', () => {
     expect(entry.state).toBe('delivered');
     expect(entry.bundles).toHaveLength(1);
     expect(entry.result.mail).toMatchObject({ signed: true, encrypted: true, signer: 'sender1@hopital.test' });
+  });
+
+  it('takes the same message over SMTP (STARTTLS), answers 250 once journaled, and delivers it', async () => {
+    const raw = signedThenEncrypted(entity(xdm([doc({ bytes: Buffer.from(LDL.toString('utf8').replace('<id root="1.2.250.1.213.1.1.1.29.2022.1.1"/>', '<id root="1.2.250.1.213.1.1.1.29.2022.1.1" extension="smtp"/>')) })])));
+    const transport = nodemailer.createTransport({ host: '127.0.0.1', port: gateway.smtpPort, secure: false, requireTLS: true, tls: { ca: readFileSync(pki.ca.certificate), servername: 'localhost' } });
+    const info = await transport.sendMail({ envelope: { from: 'sender1@hopital.test', to: ['bal@passerelle.test'] }, raw });
+    transport.close();
+    const id = /queued as ([0-9a-f-]{36})/.exec(info.response)?.[1] ?? '';
+    expect(id).not.toBe('');
+    expect((await gateway.journal.get(id))?.door).toBe('smtp');
+    for (let i = 0; i < 400 && (await gateway.journal.get(id))?.state !== 'delivered'; i++) await new Promise((r) => setTimeout(r, 25));
+    expect((await gateway.journal.get(id))?.state).toBe('delivered');
   });
 
   it('accepts plain mail from a trusted operator domain, refuses it from elsewhere', async () => {

@@ -38,7 +38,7 @@ describe('SRIR outage', () => {
     const config = loadConfig({
       env: {}, cwd: mkdtempSync(join(tmpdir(), 'passerelle-outage-')),
       overrides: {
-        http: { port: 0, host: '127.0.0.1' },
+        http: { port: 0, host: '127.0.0.1' }, smtp: { port: 0 },
         srir: { baseUrl: `http://127.0.0.1:${port}/fhir`, timeoutMs: 500 },
         pipeline: { pollMs: 20, retryBaseMs: 100, retryMaxMs: 300 },
         clients: [{ id: 'sender', token: 'outage-sender-token-0001', role: 'sender' }],

@@ -29,7 +29,7 @@ describe('passerelle start', () => {
   it('prints sample tokens once, stops gracefully on SIGTERM and keeps its clients across restarts', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'passerelle-start-'));
     const file = join(dir, 'config.json');
-    writeFileSync(file, JSON.stringify({ http: { port: 0, host: '127.0.0.1' }, dataDir: 'data' }));
+    writeFileSync(file, JSON.stringify({ http: { port: 0, host: '127.0.0.1' }, smtp: { port: 0 }, dataDir: 'data' }));
     const first = await spawnGateway(file);
     const printed = first.logs.filter((l) => l.msg === 'sample client');
     expect(printed.map((l) => l.role).sort()).toEqual(expect.arrayContaining(['admin', 'pta', 'sender']));

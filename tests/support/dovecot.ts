@@ -1,0 +1,240 @@
+/**
+ * A real Dovecot IMAP server for one test (the IMAP poller is tested against it, never against a
+ * fake). Everything lives in a temporary directory: configuration, passwd-file, maildirs, sockets,
+ * state and log; the server runs in the foreground (`-F`) as a child of the test process and as the
+ * current user, so root in CI and an ordinary user on a workstation both work.
+ *
+ * `.ci/run` installs the Debian package `dovecot-imapd` (which pulls `dovecot-core`). The
+ * configuration below is Dovecot 2.3 syntax (Debian 12 "bookworm", the base of our images);
+ * Dovecot 2.4 renamed most of these settings, so it is refused loudly rather than misread.
+ */
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { chmod, chown, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { createServer, connect } from 'node:net';
+import { tmpdir, userInfo } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+
+const run = promisify(execFile);
+
+export const DOVECOT_BINARY = '/usr/sbin/dovecot';
+
+export interface DovecotTls {
+  /** PEM paths of the server certificate and key. */
+  cert: string;
+  key: string;
+  /** When set, clients must present a certificate issued by this CA (PEM path). */
+  clientCa?: string;
+}
+
+export interface DovecotOptions {
+  /** Reuse this port (to restart a server on the same address); a free one otherwise. */
+  port?: number;
+  /** Reuse this directory (same maildirs, same password); a new temporary one otherwise. */
+  dir?: string;
+  /** Implicit TLS on the listener (RFC 8314 §3.2) instead of cleartext. */
+  tls?: DovecotTls;
+  /**
+   * Replaces the CAPABILITY list Dovecot advertises (`imap_capability`), to drive a client down
+   * the paths it takes with a server that lacks an extension (e.g. no MOVE, RFC 6851).
+   */
+  capability?: string;
+}
+
+export interface Dovecot {
+  port: number;
+  user: string;
+  password: string;
+  /** The user's maildir (Maildir++: INBOX is the root, other folders are `.Name`). */
+  maildir: string;
+  /** The temporary directory holding everything (pass it back as `dir` to restart). */
+  dir: string;
+  stop(): Promise<void>;
+}
+
+const USER = 'passerelle';
+
+/**
+ * $1 = dovecot binary, $2 = configuration; Dovecot gets SIGTERM once stdin reaches end of file.
+ * stdin is kept as fd 3 because a non-interactive shell gives background jobs /dev/null as stdin.
+ */
+const WRAPPER = 'exec 3<&0; "$1" -F -c "$2" & pid=$!; ( cat <&3 >/dev/null; kill -TERM "$pid" 2>/dev/null ) & wait "$pid"';
+
+function missing(): Error {
+  return new Error(
+    `${DOVECOT_BINARY} not found: the IMAP tests need a real Dovecot. ` +
+    'Install the Debian package dovecot-imapd (`apt-get install -y dovecot-imapd`, as .ci/run does).',
+  );
+}
+
+async function freePort(): Promise<number> {
+  return await new Promise<number>((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      const port = typeof address === 'object' && address ? address.port : 0;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+function canConnect(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect({ host: '127.0.0.1', port });
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once('error', () => resolve(false));
+  });
+}
+
+async function checkVersion(): Promise<void> {
+  const { stdout } = await run(DOVECOT_BINARY, ['--version']);
+  const [major, minor] = stdout.trim().split(/[.\s]/).map(Number);
+  if (major !== 2 || minor === undefined || minor > 3) {
+    throw new Error(`tests/support/dovecot.ts writes a Dovecot 2.3 configuration; ${DOVECOT_BINARY} is ${stdout.trim()}`);
+  }
+}
+
+interface Accounts { internalUser: string; loginUser: string; mailUid: number; mailGid: number }
+
+/**
+ * Who runs the services. As an ordinary user, everything runs as that user. As root (CI), Dovecot
+ * refuses root for the pre-login processes ("This process must not be run as root") and for the
+ * mail processes ("userdb returned 0 as uid"), so they use the unprivileged accounts the Debian
+ * package creates: `dovenull` for logins, `dovecot` for the internal services and the mail.
+ */
+async function accounts(): Promise<Accounts> {
+  const me = userInfo();
+  if (me.uid !== 0) return { internalUser: me.username, loginUser: me.username, mailUid: me.uid, mailGid: me.gid };
+  const entry = async (account: string): Promise<string[]> => {
+    try {
+      return (await run('getent', ['passwd', account])).stdout.trim().split(':');
+    } catch {
+      throw new Error(`running as root, Dovecot needs the system account ${account}, which the Debian package dovecot-core creates`);
+    }
+  };
+  await entry('dovenull');
+  const dovecot = await entry('dovecot');
+  return { internalUser: 'dovecot', loginUser: 'dovenull', mailUid: Number(dovecot[2]), mailGid: Number(dovecot[3]) };
+}
+
+function config(dir: string, port: number, options: DovecotOptions, who: Accounts): string {
+  const tls = options.tls;
+  return [
+    'protocols = imap',
+    'listen = 127.0.0.1',
+    `base_dir = ${join(dir, 'run')}`,
+    `state_dir = ${join(dir, 'state')}`,
+    `log_path = ${join(dir, 'dovecot.log')}`,
+    `info_log_path = ${join(dir, 'dovecot.log')}`,
+    `default_internal_user = ${who.internalUser}`,
+    `default_login_user = ${who.loginUser}`,
+    'first_valid_uid = 0',
+    'first_valid_gid = 0',
+    // Cleartext LOGIN on loopback only (the TLS variant below is what production looks like).
+    'disable_plaintext_auth = no',
+    'auth_mechanisms = plain login',
+    `passdb {\n  driver = passwd-file\n  args = scheme=PLAIN username_format=%u ${join(dir, 'passwd')}\n}`,
+    `userdb {\n  driver = static\n  args = uid=${who.mailUid} gid=${who.mailGid} home=${join(dir, 'home', '%u')}\n}`,
+    `mail_location = maildir:${join(dir, 'mail', '%u')}`,
+    // Folders the tests create must be usable at once.
+    'namespace inbox {\n  inbox = yes\n  separator = /\n}',
+    ...(options.capability ? [`protocol imap {\n  imap_capability = ${options.capability}\n}`] : []),
+    ...(tls
+      ? [
+          'ssl = required',
+          `ssl_cert = <${tls.cert}`,
+          `ssl_key = <${tls.key}`,
+          'ssl_min_protocol = TLSv1.2',
+          ...(tls.clientCa
+            ? [`ssl_ca = <${tls.clientCa}`, 'ssl_verify_client_cert = yes', 'auth_ssl_require_client_cert = yes']
+            : []),
+        ]
+      : ['ssl = no']),
+    tls
+      ? `service imap-login {\n  inet_listener imap {\n    port = 0\n  }\n  inet_listener imaps {\n    port = ${port}\n    ssl = yes\n  }\n}`
+      : `service imap-login {\n  inet_listener imap {\n    port = ${port}\n  }\n  inet_listener imaps {\n    port = 0\n  }\n}`,
+    // Not needed, and their default sockets or ports could collide with a system instance.
+    'service stats {\n  unix_listener stats-reader {\n    mode = 0600\n  }\n  unix_listener stats-writer {\n    mode = 0600\n  }\n}',
+    '',
+  ].join('\n');
+}
+
+/** Starts Dovecot and resolves once its IMAP port accepts connections. */
+export async function startDovecot(options: DovecotOptions = {}): Promise<Dovecot> {
+  if (!existsSync(DOVECOT_BINARY)) throw missing();
+  await checkVersion();
+  const who = await accounts();
+  const dir = options.dir ?? (await mkdtemp(join(tmpdir(), 'passerelle-dovecot-')));
+  // Traversable (not listable) so that the unprivileged login and auth processes reach their
+  // sockets under run/ and the passwd-file; the maildirs stay private.
+  await chmod(dir, 0o711);
+  for (const sub of ['run', 'state', 'home', 'mail']) await mkdir(join(dir, sub), { recursive: true, mode: 0o700 });
+  // The mail processes write the maildirs and the home as the mail user.
+  for (const sub of ['home', 'mail']) await chown(join(dir, sub), who.mailUid, who.mailGid);
+  const passwdFile = join(dir, 'passwd');
+  let password: string;
+  if (existsSync(passwdFile)) {
+    password = (await readFile(passwdFile, 'utf8')).split(':')[1]?.replace(/^\{PLAIN\}/, '') ?? '';
+  } else {
+    password = randomBytes(12).toString('hex');
+    // Readable by the auth process (the `dovecot` account under root): a throwaway test password.
+    await writeFile(passwdFile, `${USER}:{PLAIN}${password}::::::\n`, { mode: 0o644 });
+  }
+  const port = options.port ?? (await freePort());
+  const confFile = join(dir, 'dovecot.conf');
+  await writeFile(confFile, config(dir, port, options, who));
+
+  // Through a tiny shell that stops Dovecot when its stdin closes: stop() closes it, and so does
+  // the kernel when the test process dies in any way (a killed vitest worker runs no 'exit'
+  // handler), so no server is left behind holding the port.
+  const child: ChildProcess = spawn('/bin/sh', ['-c', WRAPPER, 'dovecot-wrapper', DOVECOT_BINARY, confFile], {
+    stdio: ['pipe', 'ignore', 'pipe'],
+  });
+  let stderr = '';
+  child.stderr?.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+  let exited = false;
+  const exit = new Promise<void>((resolve) => child.once('exit', () => {
+    exited = true;
+    resolve();
+  }));
+  child.once('error', () => undefined);
+
+  const log = async (): Promise<string> => `${stderr}${await readFile(join(dir, 'dovecot.log'), 'utf8').catch(() => '')}`;
+  const deadline = Date.now() + 15_000;
+  while (!(await canConnect(port))) {
+    if (exited) throw new Error(`dovecot exited during start:\n${await log()}`);
+    if (Date.now() > deadline) {
+      child.stdin?.end();
+      throw new Error(`dovecot did not listen on 127.0.0.1:${port} within 15 s:\n${await log()}`);
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+
+  return {
+    port,
+    user: USER,
+    password,
+    maildir: join(dir, 'mail', USER),
+    dir,
+    async stop(): Promise<void> {
+      if (!exited) {
+        // The wrapper sends SIGTERM: the master stops its services and removes its pid file.
+        child.stdin?.end();
+        const killer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+        await exit;
+        clearTimeout(killer);
+      }
+    },
+  };
+}
+
+/** Removes a server's directory once it is stopped for good. */
+export async function removeDovecotDir(dovecot: Dovecot): Promise<void> {
+  await rm(dovecot.dir, { recursive: true, force: true });
+}
