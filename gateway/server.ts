@@ -4,6 +4,8 @@
  * the journal and the store).
  */
 import { mkdirSync, readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { createNodemailerSender } from '../adapters/smtp/nodemailer.js';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { openJournal } from '../adapters/journal/open.js';
@@ -74,6 +76,7 @@ export async function start(config: Readonly<Config>, log: Logger = createLogger
   const self = `http://127.0.0.1:${port}`;
   log.info('listening', { port, database: config.database.split(':')[0], storeOnly: config.store.storeOnly });
 
+  let closeRelay: (() => Promise<void>) | undefined;
   if (!config.store.storeOnly && config.pipeline.concurrency > 0) {
     // Without a baseUrl the adapters talk real HTTP to this gateway's own mock endpoints.
     const srir = new SrirClient({ baseUrl: config.srir.baseUrl ?? `${self}/fixtures/srir/fhir`, timeoutMs: config.srir.timeoutMs });
@@ -85,8 +88,14 @@ export async function start(config: Readonly<Config>, log: Logger = createLogger
         log.warn('ROR unavailable, cached answer served', { detail });
       },
     });
+    const relay = createNodemailerSender({ host: config.smtp.relay.host, port: config.smtp.relay.port, clientName: hostname() });
+    closeRelay = () => relay.close();
     pipeline = new Pipeline({
       journal, log, metrics, settings: config.pipeline, mail,
+      acknowledgements: {
+        sender: instrument(relay, 'smtp-relay', metrics.neighbourCalls),
+        settings: { address: `passerelle@${config.smtp.domains[0] ?? 'localhost'}`, reportingMta: hostname(), identity: mail.identity },
+      },
       srir: instrument(srir, 'srir', metrics.neighbourCalls),
       ror: instrument(ror, 'ror', metrics.neighbourCalls),
       store: instrument(store, 'store', metrics.neighbourCalls),
@@ -122,6 +131,7 @@ export async function start(config: Readonly<Config>, log: Logger = createLogger
     const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
     server.closeIdleConnections();
     await pipeline?.stop();
+    await closeRelay?.();
     await stopped;
     await journal.close();
     await store.close();

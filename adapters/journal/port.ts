@@ -12,7 +12,8 @@ export type EntryState = (typeof ENTRY_STATES)[number];
 export const FINAL_STATES: ReadonlySet<EntryState> = new Set<EntryState>(['delivered', 'quarantined', 'failed']);
 
 export type Door = 'http' | 'smtp' | 'imap';
-export type EntryKind = 'document' | 'message';
+/** A CDA posted over HTTP, a mail (any door), or an MDN/DSN the gateway sends. */
+export type EntryKind = 'document' | 'message' | 'acknowledgement';
 
 export interface NewEntry {
   kind: EntryKind;

@@ -8,7 +8,7 @@
  * the journal.
  */
 import type { Bundle, Patient } from '@medplum/fhirtypes';
-import type { EntryState } from '../../adapters/journal/port.js';
+import type { Entry, EntryState } from '../../adapters/journal/port.js';
 import type { Directory } from '../../adapters/ror/port.js';
 import type { IdentityServer } from '../../adapters/srir/port.js';
 import type { DocumentStore } from '../../adapters/store/port.js';
@@ -39,6 +39,7 @@ export interface DocumentItem {
 }
 
 export interface EntryWork {
+  entry: Entry;
   raw: Buffer;
   overrides: ReadonlySet<ErrorCode>;
   documents: DocumentItem[];

@@ -13,6 +13,8 @@ import { ERROR_CATALOGUE, PasserelleError } from '../errors.js';
 import { errorFields, type Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import { retryDelayMs } from './backoff.js';
+import type { MailSender } from '../../adapters/smtp/port.js';
+import { acknowledgementFor, sendStage, type AckSettings } from './acknowledge.js';
 import { extractStage, unwrapStage, type MailSecurity } from './mail-stages.js';
 import { DOCUMENT_STAGES, type EntryWork, type Stage, type StageNeighbours } from './stages.js';
 
@@ -24,6 +26,8 @@ export interface PipelineDeps extends StageNeighbours {
   workerId?: string;
   /** S/MIME identity, trust and policy for mail entries. */
   mail: MailSecurity;
+  /** Where MDNs and DSNs go (smtp.relay); without it, none is sent. */
+  acknowledgements?: { sender: MailSender; settings: AckSettings };
   /** The stage sequence for every entry, when a test supplies its own. */
   stages?: readonly Stage[];
 }
@@ -99,10 +103,10 @@ export class Pipeline {
     const { journal, log, metrics } = this.deps;
     const raw = await journal.raw(claim.entry.id);
     if (!raw) throw new Error(`entry ${claim.entry.id} has no raw bytes`);
-    const isMail = claim.entry.kind === 'message';
-    const work: EntryWork = { raw, overrides: new Set(claim.entry.overrides), documents: isMail ? [] : [{ raw, source: 'body', info: {} }] };
+    const kind = claim.entry.kind;
+    const work: EntryWork = { entry: claim.entry, raw, overrides: new Set(claim.entry.overrides), documents: kind === 'document' ? [{ raw, source: 'body', info: {} }] : [] };
     let entry: Entry = claim.entry;
-    for (const stage of this.deps.stages ?? (isMail ? this.messageStages : DOCUMENT_STAGES)) {
+    for (const stage of this.deps.stages ?? this.stagesFor(kind)) {
       const started = performance.now();
       try {
         const result = await stage.run(work, this.deps);
@@ -115,14 +119,44 @@ export class Pipeline {
           log.warn('lease lost', { entry: entry.id, stage: stage.name });
           return;
         }
-        await this.fail(claim, entry, stage.name, durationMs, err);
+        const final = await this.fail(claim, entry, stage.name, durationMs, err);
+        if (final) await this.acknowledge(final, raw);
         return;
       }
     }
     log.info('entry delivered', { entry: entry.id, attempts: entry.attempts });
+    await this.acknowledge(entry, raw);
   }
 
-  private async fail(claim: Claim, entry: Entry, stage: string, durationMs: number, err: unknown): Promise<void> {
+  private stagesFor(kind: Entry['kind']): readonly Stage[] {
+    if (kind === 'message') return this.messageStages;
+    if (kind === 'acknowledgement') {
+      if (!this.deps.acknowledgements) throw new PasserelleError('SMTP_RELAY_UNAVAILABLE', 'no SMTP relay is configured for acknowledgements');
+      return [sendStage(this.deps.acknowledgements.sender)];
+    }
+    return DOCUMENT_STAGES;
+  }
+
+  /**
+   * A final mail entry gets its MDN or DSN, journaled as an entry of its own so that sending is
+   * retried until the relay takes it. (A crash between the final record and this append loses the
+   * acknowledgement, not the document: the window is one local commit.)
+   */
+  private async acknowledge(entry: Entry, raw: Buffer): Promise<void> {
+    const ack = this.deps.acknowledgements;
+    if (entry.kind !== 'message' || !ack) return;
+    const mail = acknowledgementFor(entry, raw, ack.settings);
+    if (!mail) return;
+    const created = await this.deps.journal.append({
+      kind: 'acknowledgement', door: entry.door, submitter: 'passerelle', contentType: 'message/rfc822', raw: mail.raw,
+      meta: { for: entry.id, envelope: mail.envelope },
+    });
+    this.deps.log.info('acknowledgement queued', { entry: entry.id, acknowledgement: created.id });
+    this.notify();
+  }
+
+  /** Records the failure; returns the entry when it is now final (quarantined or failed). */
+  private async fail(claim: Claim, entry: Entry, stage: string, durationMs: number, err: unknown): Promise<Entry | undefined> {
     const { journal, log, metrics, settings } = this.deps;
     const e = err instanceof PasserelleError ? err : new PasserelleError('INTERNAL_ERROR');
     if (!(err instanceof PasserelleError)) log.error('stage crashed', { entry: entry.id, stage, ...errorFields(err) });
@@ -130,11 +164,13 @@ export class Pipeline {
     metrics?.stageSeconds.observe({ stage, outcome: e.code }, durationMs / 1000);
     try {
       if (!ERROR_CATALOGUE[e.code].transient) {
-        await journal.record(claim, { state: 'quarantined', outcome: 'quarantine', stage, durationMs, errorCode: e.code, detail });
+        const final = await journal.record(claim, { state: 'quarantined', outcome: 'quarantine', stage, durationMs, errorCode: e.code, detail });
         log.warn('entry quarantined', { entry: entry.id, stage, code: e.code });
+        return final;
       } else if (entry.attempts >= settings.maxAttempts) {
-        await journal.record(claim, { state: 'failed', outcome: 'fail', stage, durationMs, errorCode: e.code, detail: `${detail} (gave up after ${entry.attempts} attempts)` });
+        const final = await journal.record(claim, { state: 'failed', outcome: 'fail', stage, durationMs, errorCode: e.code, detail: `${detail} (gave up after ${entry.attempts} attempts)` });
         log.error('entry failed', { entry: entry.id, stage, code: e.code, attempts: entry.attempts });
+        return final;
       } else {
         const delay = retryDelayMs(entry.attempts, settings.retryBaseMs, settings.retryMaxMs);
         await journal.record(claim, { state: entry.state, outcome: 'retry', stage, durationMs, errorCode: e.code, detail, notBefore: new Date(Date.now() + delay) });
@@ -144,5 +180,6 @@ export class Pipeline {
       if (recordErr instanceof LeaseLostError) log.warn('lease lost', { entry: entry.id, stage });
       else throw recordErr;
     }
+    return undefined;
   }
 }

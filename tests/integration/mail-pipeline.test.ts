@@ -10,9 +10,11 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import nodemailer from 'nodemailer';
+import { SMTPServer } from 'smtp-server';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../gateway/config.js';
 import { silentLogger } from '../../gateway/log.js';
+import { decodedHeader, parseMessage } from '../../gateway/mail/mime.js';
 import { initDevPki, type DevPkiFiles } from '../../gateway/pki/dev-pki.js';
 import { start, type RunningGateway } from '../../gateway/server.js';
 import { corpusDocument } from '../support/corpus.js';
@@ -25,6 +27,20 @@ const LDL = corpusDocument('LDL-SES_2022.01.xml');
 const [INS_VALUE, OTHER_INS_VALUE] = ['279035121518989', '295109912611193'];
 let pki: DevPkiFiles;
 let gateway: RunningGateway;
+/** The relay the gateway sends MDNs and DSNs through: a real SMTP server capturing what it gets. */
+const relayed: { from: string; to: string[]; raw: string }[] = [];
+const relay = new SMTPServer({
+  authOptional: true, disabledCommands: ['STARTTLS'], logger: false,
+  onData(stream, session, callback) {
+    const chunks: Buffer[] = [];
+    stream.on('data', (c: Buffer) => chunks.push(c));
+    stream.on('end', () => {
+      const from = session.envelope.mailFrom === false ? '' : session.envelope.mailFrom.address;
+      relayed.push({ from, to: session.envelope.rcptTo.map((r) => r.address), raw: Buffer.concat(chunks).toString('utf8') });
+      callback();
+    });
+  },
+});
 
 function openssl(input: Buffer, ...args: string[]): Buffer {
   const file = join(dir, `in-${Math.random().toString(36).slice(2)}`);
@@ -55,11 +71,13 @@ function signedThenEncrypted(inner: Buffer, from = 'sender1@hopital.test', signe
 const doc = (over: Partial<DocSpec> = {}): DocSpec => ({ id: 'Doc01', uri: 'DOC0001.XML', bytes: LDL, ...over });
 
 beforeAll(async () => {
+  await new Promise<void>((resolve) => relay.listen(0, '127.0.0.1', resolve));
+  const relayPort = (relay.server.address() as { port: number }).port;
   pki = (await initDevPki(join(dir, 'pki'))).files;
   const config = loadConfig({
     env: {}, cwd: dir,
     overrides: {
-      http: { port: 0, host: '127.0.0.1' }, smtp: { port: 0, domains: ['passerelle.test'] },
+      http: { port: 0, host: '127.0.0.1' }, smtp: { port: 0, domains: ['passerelle.test'], relay: { host: '127.0.0.1', port: relayPort } },
       pipeline: { pollMs: 20 },
       smime: { certificate: pki.gateway.certificate, privateKey: pki.gateway.key, trustAnchors: [pki.ca.certificate], crls: [pki.crl], plainDomains: ['operateur-de-confiance.test'] },
       clients: [{ id: 'mss', token: SENDER, role: 'sender' }],
@@ -69,7 +87,13 @@ beforeAll(async () => {
 }, 60_000);
 afterAll(async () => {
   await gateway.close();
+  await new Promise<void>((resolve) => relay.close(() => resolve()));
 });
+
+async function relayedTo(address: string, count: number): Promise<{ from: string; raw: string }[]> {
+  for (let i = 0; i < 400 && relayed.filter((m) => m.to.includes(address)).length < count; i++) await new Promise((r) => setTimeout(r, 25));
+  return relayed.filter((m) => m.to.includes(address));
+}
 
 async function submit(raw: Buffer): Promise<{ state: string; errorCode?: string; bundles: string[]; result: Record<string, unknown> }> {
   const res = await fetch(`${gateway.url}/messages`, { method: 'POST', headers: { authorization: `Bearer ${SENDER}`, 'content-type': 'message/rfc822' }, body: raw });
@@ -101,6 +125,31 @@ describe('mail through the pipeline', () => {
     expect((await gateway.journal.get(id))?.door).toBe('smtp');
     for (let i = 0; i < 400 && (await gateway.journal.get(id))?.state !== 'delivered'; i++) await new Promise((r) => setTimeout(r, 25));
     expect((await gateway.journal.get(id))?.state).toBe('delivered');
+  });
+
+  it('answers a read-receipt request by an MDN: processed, or the ANS error and subject', async () => {
+    const asking = (from: string, inner: Buffer): Buffer => Buffer.concat([Buffer.from(`Return-Path: <${from}>\r\nDisposition-Notification-To: ${from}\r\n`), inner]);
+    const ok = await submit(asking('sender2@hopital.test', signedThenEncrypted(entity(xdm([doc({ bytes: Buffer.from(LDL.toString('utf8').replace('<id root="1.2.250.1.213.1.1.1.29.2022.1.1"/>', '<id root="1.2.250.1.213.1.1.1.29.2022.1.1" extension="mdn"/>')) })])), 'sender2@hopital.test', pki.senders[1])));
+    expect(ok.state).toBe('delivered');
+    const [mdn] = await relayedTo('sender2@hopital.test', 1);
+    expect(mdn?.from).toBe(''); // RFC 8098 §3: null reverse-path
+    expect(mdn?.raw).toContain('report-type=disposition-notification');
+    expect(mdn?.raw).toContain('MDN-sent-automatically; processed');
+    expect(mdn?.raw).toContain('multipart/signed'); // signed with the gateway's identity
+
+    const ko = await submit(asking('sender2@hopital.test', signedThenEncrypted(entity(undefined), 'sender2@hopital.test', pki.senders[1])));
+    expect(ko).toMatchObject({ state: 'quarantined', errorCode: 'MIME_NO_DOCUMENT' });
+    const [, koMdn] = await relayedTo('sender2@hopital.test', 2);
+    expect(decodedHeader(parseMessage(Buffer.from(koMdn?.raw ?? '')), 'subject')).toMatch(/^\[KO Intégration système !\]\[906\]/);
+    expect(koMdn?.raw).toMatch(/Error: 906\^/);
+  });
+
+  it('answers a failure without read-receipt request by a DSN to the return path', async () => {
+    const raw = Buffer.concat([Buffer.from('Return-Path: <dsn-me@hopital.test>\r\n'), signedThenEncrypted(entity(undefined), 'sender1@hopital.test')]);
+    expect(await submit(raw)).toMatchObject({ state: 'quarantined', errorCode: 'MIME_NO_DOCUMENT' });
+    const [dsn] = await relayedTo('dsn-me@hopital.test', 1);
+    expect(dsn?.raw).toContain('report-type=delivery-status');
+    expect(dsn?.raw).toContain('Action: failed');
   });
 
   it('accepts plain mail from a trusted operator domain, refuses it from elsewhere', async () => {

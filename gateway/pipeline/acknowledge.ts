@@ -1,0 +1,62 @@
+/**
+ * Acknowledgements to the sender of a mail (issue "MSSanté mail channel" §3): once a mail entry is
+ * final, an MDN (RFC 8098, in the ANS format) when the sender asked for one, else — on failure —
+ * a DSN (RFC 3464). The acknowledgement is itself a journal entry (kind `acknowledgement`), sent
+ * by the `send` stage and retried like any transient failure, so a relay outage loses nothing.
+ * The original attached is the message as received (still encrypted when it came encrypted).
+ */
+import type { Entry } from '../../adapters/journal/port.js';
+import type { MailSender, SmtpEnvelope } from '../../adapters/smtp/port.js';
+import { buildDsn } from '../mail/dsn.js';
+import { buildMdn, readOriginalHeaders, signMdn, type OutgoingMail } from '../mail/mdn.js';
+import { parseMessage } from '../mail/mime.js';
+import type { Identity } from '../smime/index.js';
+import type { Stage } from './stages.js';
+
+export interface AckSettings {
+  /** The gateway's application mailbox: the MDN's From. */
+  address: string;
+  /** Host name for DSN Reporting-MTA. */
+  reportingMta: string;
+  /** Signs MDNs (RFC 8551 multipart/signed) when present. */
+  identity: Identity | undefined;
+}
+
+const text = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined);
+
+/** The MDN or DSN due for a final mail entry, or undefined (none asked, none allowed, unreadable original). */
+export function acknowledgementFor(entry: Entry, raw: Buffer, settings: AckSettings): OutgoingMail | undefined {
+  let root;
+  try {
+    root = parseMessage(raw);
+  } catch {
+    return undefined; // nothing to read an address from
+  }
+  const envelopeFrom = text(entry.meta.mailFrom);
+  const headers = readOriginalHeaders(root, envelopeFrom);
+  const ok = entry.state === 'delivered';
+  const failure = { code: entry.errorCode ?? 'INTERNAL_ERROR', detail: entry.error ?? undefined } as const;
+  const mdn = buildMdn({ original: { headers, raw }, gateway: { address: settings.address, reportingUa: 'passerelle; passerelle' }, outcome: ok ? { ok: true } : { ok: false, ...failure } });
+  if (mdn) return settings.identity ? { envelope: mdn.envelope, raw: signMdn(mdn.raw, settings.identity) } : mdn;
+  if (ok) return undefined;
+  const rcpt = Array.isArray(entry.meta.rcptTo) ? (entry.meta.rcptTo as unknown[]).filter((r): r is string => typeof r === 'string') : [];
+  const domain = settings.address.split('@')[1] ?? 'localhost';
+  return buildDsn({
+    original: { headers, raw },
+    envelope: { from: envelopeFrom ?? headers.returnPath ?? '', recipients: (rcpt.length ? rcpt : [settings.address]).map((address) => ({ address })) },
+    reportingMta: settings.reportingMta, postmaster: `MAILER-DAEMON@${domain}`, failure,
+  });
+}
+
+/** The one stage of an acknowledgement entry: hand it to the relay. */
+export function sendStage(sender: MailSender): Stage {
+  return {
+    name: 'send',
+    reached: 'delivered',
+    async run(work) {
+      const envelope = work.entry.meta.envelope as SmtpEnvelope;
+      const result = await sender.send(envelope, work.raw);
+      return { relay: { response: result.response, ...(result.messageId ? { messageId: result.messageId } : {}) }, for: work.entry.meta.for ?? null };
+    },
+  };
+}
