@@ -35,7 +35,7 @@ import { readFile } from 'node:fs/promises';
 import type { ConnectionOptions } from 'node:tls';
 import { ImapFlow, type FetchMessageObject, type SearchObject } from 'imapflow';
 import type { Entry, Journal } from '../../adapters/journal/port.js';
-import { errorFields, type Logger } from '../log.js';
+import { errorFields, type LogFields, type Logger } from '../log.js';
 import type { MailboxState, PollerState } from './poller-state.js';
 import { headerValue } from './smtp-listener.js';
 
@@ -139,6 +139,21 @@ function chunks(uids: number[]): string[] {
   return out;
 }
 
+/**
+ * The protocol part of an imapflow error: the tagged status (NO, BAD) and the response code
+ * (RFC 9051 §7.1, e.g. AUTHENTICATIONFAILED, LIMIT, TRYCREATE) — atoms, never the server's text.
+ */
+function imapErrorFields(err: unknown): LogFields {
+  const e = err as { responseStatus?: unknown; serverResponseCode?: unknown; authenticationFailed?: unknown };
+  const atom = (v: unknown): string | undefined => (typeof v === 'string' && /^[A-Za-z0-9.-]{1,40}$/.test(v) ? v : undefined);
+  return {
+    ...errorFields(err),
+    imapStatus: atom(e.responseStatus),
+    imapCode: atom(e.serverResponseCode),
+    ...(e.authenticationFailed === true ? { authenticationFailed: true } : {}),
+  };
+}
+
 class ImapStepError extends Error {
   constructor(step: string) {
     super(`IMAP ${step} refused by the server`);
@@ -216,7 +231,7 @@ export function createImapPoller(deps: ImapPollerDeps): ImapPoller {
       maxResponseSize: maxBytes + 1024 * 1024,
     });
     // Without a listener an 'error' event would throw and take the process down.
-    client.on('error', (err: Error) => log.warn('imap connection error', { mailbox: cfg.id, ...errorFields(err) }));
+    client.on('error', (err: Error) => log.warn('imap connection error', { mailbox: cfg.id, ...imapErrorFields(err) }));
     rt.client = client;
     await client.connect();
     return client;
@@ -318,7 +333,6 @@ export function createImapPoller(deps: ImapPollerDeps): ImapPoller {
       // messages keep their keyword, so only unflagged ones are journaled again.
       log.warn('imap UIDVALIDITY changed: UIDs start over', { mailbox: cfg.id, previous: st.uidValidity, current: uidValidity });
       st = undefined;
-      rt.recovered = true;
     }
     if (!rt.recovered) {
       rt.stage = 'recovery';
@@ -378,7 +392,9 @@ export function createImapPoller(deps: ImapPollerDeps): ImapPoller {
       rt.stage = 'fetch';
       // BODY.PEEK[]<0.maxBytes+1>: \Seen untouched, and never more than the limit plus one octet.
       const message: FetchMessageObject | false = await client.fetchOne(String(uid), { uid: true, source: { maxLength: maxBytes + 1 } }, { uid: true });
-      if (!message || !message.source) continue;
+      if (!message) continue; // expunged since the SEARCH
+      // Never skip a present message: a later commit would make it look journaled (settle).
+      if (!message.source) throw new ImapStepError('FETCH');
       if (message.source.length > maxBytes) {
         await oversize(rt, client, uid, message.source.length);
         continue;
@@ -458,7 +474,7 @@ export function createImapPoller(deps: ImapPollerDeps): ImapPoller {
         rt.failures++;
         const retryInMs = Math.min(maxBackoffMs, intervalMs * 2 ** Math.min(rt.failures - 1, 20));
         rt.notBefore = Date.now() + retryInMs;
-        log.warn('imap poll failed', { mailbox: rt.cfg.id, stage: rt.stage, failures: rt.failures, retryInMs, ...errorFields(err) });
+        log.warn('imap poll failed', { mailbox: rt.cfg.id, stage: rt.stage, failures: rt.failures, retryInMs, ...imapErrorFields(err) });
       }
     } finally {
       rt.stage = 'idle';
@@ -471,7 +487,7 @@ export function createImapPoller(deps: ImapPollerDeps): ImapPoller {
     const run = current.then(async () => {
       if (stopped) return 0;
       const now = Date.now();
-      const counts = await Promise.all(runtimes.map((rt) => (force || now >= rt.notBefore ? pollSafely(rt) : 0)));
+      const counts = await Promise.all(runtimes.map((rt) => (force || now >= rt.notBefore ? pollSafely(rt) : Promise.resolve(0))));
       return counts.reduce((a, b) => a + b, 0);
     });
     current = run.catch(() => 0);

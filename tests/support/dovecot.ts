@@ -57,10 +57,13 @@ export interface Dovecot {
 const USER = 'passerelle';
 
 /**
- * $1 = dovecot binary, $2 = configuration; Dovecot gets SIGTERM once stdin reaches end of file.
- * stdin is kept as fd 3 because a non-interactive shell gives background jobs /dev/null as stdin.
+ * $1 = dovecot binary, $2 = configuration. The shell leads its own process group (spawned
+ * detached) holding Dovecot and every process it forks; once stdin reaches end of file — stop()
+ * closes it, and so does the kernel when the test process dies in any way (a killed vitest worker
+ * runs no 'exit' handler) — the whole group is killed. stdin is kept as fd 3 because a
+ * non-interactive shell gives background jobs /dev/null as stdin.
  */
-const WRAPPER = 'exec 3<&0; "$1" -F -c "$2" & pid=$!; ( cat <&3 >/dev/null; kill -TERM "$pid" 2>/dev/null ) & wait "$pid"';
+const WRAPPER = 'exec 3<&0; "$1" -F -c "$2" & pid=$!; ( cat <&3 >/dev/null; kill -KILL 0 ) & wait "$pid"';
 
 function missing(): Error {
   return new Error(
@@ -90,6 +93,14 @@ function canConnect(port: number): Promise<boolean> {
     });
     socket.once('error', () => resolve(false));
   });
+}
+
+async function until(check: () => Promise<boolean>, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error('dovecot: condition not reached in time');
+    await new Promise((r) => setTimeout(r, 25));
+  }
 }
 
 async function checkVersion(): Promise<void> {
@@ -144,7 +155,8 @@ function config(dir: string, port: number, options: DovecotOptions, who: Account
     `mail_location = maildir:${join(dir, 'mail', '%u')}`,
     // Folders the tests create must be usable at once.
     'namespace inbox {\n  inbox = yes\n  separator = /\n}',
-    ...(options.capability ? [`protocol imap {\n  imap_capability = ${options.capability}\n}`] : []),
+    // Tests open many sessions as one user from one address (the default allows 10).
+    `protocol imap {\n  mail_max_userip_connections = 200\n${options.capability ? `  imap_capability = ${options.capability}\n` : ''}}`,
     ...(tls
       ? [
           'ssl = required',
@@ -152,7 +164,8 @@ function config(dir: string, port: number, options: DovecotOptions, who: Account
           `ssl_key = <${tls.key}`,
           'ssl_min_protocol = TLSv1.2',
           ...(tls.clientCa
-            ? [`ssl_ca = <${tls.clientCa}`, 'ssl_verify_client_cert = yes', 'auth_ssl_require_client_cert = yes']
+            // The test CA publishes no CRL; Dovecot 2.3 requires one by default (ssl_require_crl).
+            ? [`ssl_ca = <${tls.clientCa}`, 'ssl_verify_client_cert = yes', 'auth_ssl_require_client_cert = yes', 'ssl_require_crl = no']
             : []),
         ]
       : ['ssl = no']),
@@ -186,6 +199,9 @@ export async function startDovecot(options: DovecotOptions = {}): Promise<Doveco
     // Readable by the auth process (the `dovecot` account under root): a throwaway test password.
     await writeFile(passwdFile, `${USER}:{PLAIN}${password}::::::\n`, { mode: 0o644 });
   }
+  // A killed master leaves its pid file, and its pid may live on as a zombie where PID 1 reaps
+  // nothing (a container without init): Dovecot would think itself "already running".
+  await rm(join(dir, 'run', 'master.pid'), { force: true });
   const port = options.port ?? (await freePort());
   const confFile = join(dir, 'dovecot.conf');
   await writeFile(confFile, config(dir, port, options, who));
@@ -195,6 +211,7 @@ export async function startDovecot(options: DovecotOptions = {}): Promise<Doveco
   // handler), so no server is left behind holding the port.
   const child: ChildProcess = spawn('/bin/sh', ['-c', WRAPPER, 'dovecot-wrapper', DOVECOT_BINARY, confFile], {
     stdio: ['pipe', 'ignore', 'pipe'],
+    detached: true,
   });
   let stderr = '';
   child.stderr?.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
@@ -222,15 +239,51 @@ export async function startDovecot(options: DovecotOptions = {}): Promise<Doveco
     password,
     maildir: join(dir, 'mail', USER),
     dir,
+    /**
+     * Kills every Dovecot process at once: a SIGTERM to the master alone leaves the running imap
+     * sessions (and the log process) alive, and a server that "goes away" must take them along.
+     * The kernel closes their sockets, so clients see the connection drop.
+     */
     async stop(): Promise<void> {
       if (!exited) {
-        // The wrapper sends SIGTERM: the master stops its services and removes its pid file.
         child.stdin?.end();
-        const killer = setTimeout(() => child.kill('SIGKILL'), 10_000);
         await exit;
-        clearTimeout(killer);
       }
+      await until(async () => !(await canConnect(port)), 5_000);
     },
+  };
+}
+
+export interface TestPki {
+  ca: string;
+  server: { cert: string; key: string };
+  client: { cert: string; key: string };
+}
+
+/**
+ * A CA, a server certificate for 127.0.0.1 and a client certificate (clientAuth), made with the
+ * openssl command line (a dependency of dovecot-core), for the TLS and client-certificate tests.
+ */
+export async function makeTestPki(dir: string): Promise<TestPki> {
+  await mkdir(dir, { recursive: true });
+  const p = (name: string): string => join(dir, name);
+  const openssl = (...args: string[]): Promise<unknown> => run('openssl', args);
+  await openssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', p('ca.key'), '-out', p('ca.pem'), '-days', '2',
+    '-subj', '/CN=Passerelle IMAP test CA', '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign');
+  const issue = async (name: string, subject: string, extensions: string): Promise<void> => {
+    await writeFile(p(`${name}.ext`), extensions);
+    await openssl('req', '-newkey', 'rsa:2048', '-nodes', '-keyout', p(`${name}.key`), '-out', p(`${name}.csr`), '-subj', subject);
+    await openssl('x509', '-req', '-in', p(`${name}.csr`), '-CA', p('ca.pem'), '-CAkey', p('ca.key'), '-CAcreateserial',
+      '-out', p(`${name}.pem`), '-days', '2', '-extfile', p(`${name}.ext`));
+  };
+  await issue('server', '/CN=localhost', 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n');
+  await issue('client', '/CN=passerelle-imap-client', 'extendedKeyUsage=clientAuth\n');
+  // Readable by the unprivileged Dovecot processes when the tests run as root.
+  for (const f of ['ca.pem', 'server.pem', 'server.key']) await chmod(p(f), 0o644);
+  return {
+    ca: p('ca.pem'),
+    server: { cert: p('server.pem'), key: p('server.key') },
+    client: { cert: p('client.pem'), key: p('client.key') },
   };
 }
 
