@@ -14,6 +14,7 @@ import { createNodemailerSender, type SmtpRelayOptions } from '../../adapters/sm
 import { MailSendError, type MailSender } from '../../adapters/smtp/port.js';
 import { buildMdn, readOriginalHeaders } from '../../gateway/mail/mdn.js';
 import { headerValue, parseMessage } from '../../gateway/mail/mime.js';
+import { rejection } from '../support/rejection.js';
 
 const SENDER = 'serviceY@chb.mssante.fr';
 const GATEWAY = 'serviceY_auto@chb.mssante.fr';
@@ -104,16 +105,6 @@ function sender(port: number, over: Partial<SmtpRelayOptions> = {}): MailSender 
   return s;
 }
 
-async function failure(p: Promise<unknown>): Promise<MailSendError> {
-  try {
-    await p;
-  } catch (err) {
-    if (err instanceof MailSendError) return err;
-    throw err;
-  }
-  throw new Error('the send succeeded');
-}
-
 afterEach(async () => {
   await Promise.all(senders.splice(0).map((s) => s.close()));
   await Promise.all(relays.splice(0).map((r) => new Promise<void>((resolve) => r.server.close(() => resolve()))));
@@ -180,7 +171,7 @@ describe('MailSender over nodemailer, STARTTLS', () => {
   it('refuses an untrusted relay certificate: transient, nothing delivered', async () => {
     const relay = await startRelay({ key, cert });
     const message = mdn();
-    const err = await failure(sender(relay.port).send(message.envelope, message.raw));
+    const err = await rejection(sender(relay.port).send(message.envelope, message.raw), MailSendError);
     expect(err.permanent).toBe(false);
     expect(err.code).toBe('SMTP_RELAY_UNAVAILABLE');
     expect(relay.received).toEqual([]);
@@ -189,7 +180,7 @@ describe('MailSender over nodemailer, STARTTLS', () => {
   it('with tls "required", refuses a relay that does not offer STARTTLS', async () => {
     const relay = await startRelay({ disabledCommands: ['STARTTLS'] });
     const message = mdn();
-    const err = await failure(sender(relay.port, { tls: 'required' }).send(message.envelope, message.raw));
+    const err = await rejection(sender(relay.port, { tls: 'required' }).send(message.envelope, message.raw), MailSendError);
     expect(err.permanent).toBe(false);
     expect(relay.received).toEqual([]);
   });
@@ -204,7 +195,7 @@ describe('MailSender failures', () => {
       },
     });
     const message = mdn();
-    const err = await failure(sender(relay.port).send(message.envelope, message.raw));
+    const err = await rejection(sender(relay.port).send(message.envelope, message.raw), MailSendError);
     expect(err).toMatchObject({ permanent: true, smtpCode: 550, code: 'SMTP_RELAY_REJECTED' });
     expect(err.message).toContain(`127.0.0.1:${relay.port}`);
     expect(err.message).not.toContain('DUPONT');
@@ -219,7 +210,7 @@ describe('MailSender failures', () => {
       },
     });
     const message = mdn();
-    const err = await failure(sender(relay.port).send(message.envelope, message.raw));
+    const err = await rejection(sender(relay.port).send(message.envelope, message.raw), MailSendError);
     expect(err).toMatchObject({ permanent: false, smtpCode: 451 });
   });
 
@@ -229,7 +220,7 @@ describe('MailSender failures', () => {
     const port = (probe.address() as AddressInfo).port;
     await new Promise<void>((resolve) => probe.close(() => resolve()));
     const message = mdn();
-    const err = await failure(sender(port).send(message.envelope, message.raw));
+    const err = await rejection(sender(port).send(message.envelope, message.raw), MailSendError);
     expect(err).toMatchObject({ permanent: false, smtpCode: undefined });
   });
 
@@ -239,7 +230,7 @@ describe('MailSender failures', () => {
     await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
     try {
       const message = mdn();
-      const err = await failure(sender((silent.address() as AddressInfo).port, { timeouts: { greetingMs: 200 } }).send(message.envelope, message.raw));
+      const err = await rejection(sender((silent.address() as AddressInfo).port, { timeouts: { greetingMs: 200 } }).send(message.envelope, message.raw), MailSendError);
       expect(err.permanent).toBe(false);
     } finally {
       for (const s of sockets) s.destroy();

@@ -4,7 +4,6 @@
  * the same entry is delivered.
  */
 import { mkdtempSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Koa from 'koa';
@@ -14,16 +13,7 @@ import { loadConfig } from '../../gateway/config.js';
 import { silentLogger } from '../../gateway/log.js';
 import { start, type RunningGateway } from '../../gateway/server.js';
 import { corpusDocument } from '../support/corpus.js';
-import { close, type Running } from '../support/loopback.js';
-
-/** A port nothing listens on yet (reserved then released). */
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
+import { close, freePort, type Running } from '../support/loopback.js';
 
 let gateway: RunningGateway | undefined;
 let srir: Running | undefined;

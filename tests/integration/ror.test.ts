@@ -23,6 +23,7 @@ import { ACTIVITY_SYSTEM, resolveRouting, ROR_ORGANIZATION_ID_SYSTEM, ROUTED_TO_
 import { corpusDocument, loadCorpus } from '../support/corpus.js';
 import { validateWithStructureDefinitions } from '../support/fhir-validator.js';
 import { close, listen, type Running } from '../support/loopback.js';
+import { rejection } from '../support/rejection.js';
 
 const PREFIX = '/fixtures/ror/fhir';
 const SD = 'https://interop.esante.gouv.fr/ig/fhir/ror/StructureDefinition/';
@@ -119,16 +120,6 @@ function tokenApp(control: TokenControl, clientId: string, clientSecret: string)
 async function getJson<T>(url: string): Promise<{ status: number; body: T; type: string | null }> {
   const res = await fetch(url);
   return { status: res.status, body: (await res.json()) as T, type: res.headers.get('content-type') };
-}
-
-async function rejection(p: Promise<unknown>): Promise<PasserelleError> {
-  try {
-    await p;
-  } catch (err) {
-    if (err instanceof PasserelleError) return err;
-    throw err;
-  }
-  throw new Error('expected a PasserelleError');
 }
 
 const sample = loadRorFixture();

@@ -3,7 +3,6 @@
  * journal and store in a temporary directory, built-in SRIR and ROR mocks).
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -12,6 +11,7 @@ import { loadConfig } from '../../gateway/config.js';
 import { silentLogger } from '../../gateway/log.js';
 import { start, type RunningGateway } from '../../gateway/server.js';
 import { corpusDocument } from '../support/corpus.js';
+import { freePort } from '../support/loopback.js';
 
 const TOKEN = 'send-test-sender-token-0001';
 const dir = mkdtempSync(join(tmpdir(), 'passerelle-send-'));
@@ -46,14 +46,6 @@ function file(name: string, content: string | Buffer): string {
   const path = join(dir, name);
   writeFileSync(path, content);
   return path;
-}
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
 }
 
 describe('passerelle send', () => {

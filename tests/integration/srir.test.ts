@@ -21,6 +21,7 @@ import { extractTraits, IDENTITY_RELIABILITY_URL, insIdentifiers } from '../../g
 import { corpusDocument } from '../support/corpus.js';
 import { validateWithStructureDefinitions } from '../support/fhir-validator.js';
 import { close, listen, type Running } from '../support/loopback.js';
+import { rejection } from '../support/rejection.js';
 
 const PREFIX = '/fixtures/srir/fhir';
 const FR = 'https://hl7.fr/ig/fhir/core/StructureDefinition/';
@@ -95,16 +96,6 @@ function statusOf(p: Patient): string | undefined {
   const coding = ext[0]?.extension?.find((e) => e.url === 'identityStatus')?.valueCoding;
   expect(coding?.system).toBe(IDENTITY_STATUS_SYSTEM);
   return coding?.code;
-}
-
-async function rejection(p: Promise<unknown>): Promise<PasserelleError> {
-  try {
-    await p;
-  } catch (err) {
-    if (err instanceof PasserelleError) return err;
-    throw err;
-  }
-  throw new Error('expected a PasserelleError, the promise resolved');
 }
 
 /** Words of the patient's traits that must never appear in a reason or error detail. */

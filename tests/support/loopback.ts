@@ -19,3 +19,12 @@ export async function close(r: Running): Promise<void> {
   r.server.closeAllConnections();
   await new Promise<void>((resolve) => r.server.close(() => resolve()));
 }
+
+/** A port nothing listens on yet (reserved, then released). */
+export async function freePort(): Promise<number> {
+  const server = http.createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}

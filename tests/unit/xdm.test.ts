@@ -12,22 +12,13 @@ import { parsePatientId, readXdm } from '../../gateway/mail/xdm.js';
 import { corpusDocument } from '../support/corpus.js';
 import { INS, metadataXml, OTHER_INS, sha1, xdm } from '../support/xdm.js';
 import { buildZip, deflatedZeros, type ZipEntryInput } from '../support/zip.js';
+import { rejection } from '../support/rejection.js';
 
 const LDL = corpusDocument('LDL-SES_2022.01.xml');
 const DLU = corpusDocument('DLU-EHPAD-FLUDT_2022.01.xml');
 
-async function refusal(promise: Promise<unknown>): Promise<PasserelleError> {
-  try {
-    await promise;
-  } catch (err) {
-    if (err instanceof PasserelleError) return err;
-    throw err;
-  }
-  throw new Error('expected a refusal');
-}
-
 async function expectCode(promise: Promise<unknown>, code: ErrorCode): Promise<PasserelleError> {
-  const err = await refusal(promise);
+  const err = await rejection(promise);
   expect(err.code, err.message).toBe(code);
   return err;
 }

@@ -1,0 +1,12 @@
+/** The PasserelleError a promise rejects with; fails the test when it resolves or rejects otherwise. */
+import { PasserelleError } from '../../gateway/errors.js';
+
+export async function rejection<E extends PasserelleError = PasserelleError>(promise: Promise<unknown>, type: abstract new (...args: never[]) => E = PasserelleError as never): Promise<E> {
+  try {
+    await promise;
+  } catch (err) {
+    if (err instanceof type) return err;
+    throw err;
+  }
+  throw new Error(`expected a ${type.name}, the promise resolved`);
+}
