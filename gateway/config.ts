@@ -12,11 +12,13 @@ import { Ajv, type ErrorObject } from 'ajv';
 import addFormatsModule from 'ajv-formats';
 import { PasserelleError } from './errors.js';
 import type { ClientConfig } from './http/auth.js';
+import type { MailboxConfig } from './mail/imap-poller.js';
 import { packageFile } from './util/package-root.js';
 
 export interface Config {
   http: { port: number; host: string; publicUrl: string | null; maxBodyBytes: number; publicMetrics: boolean };
   smtp: { port: number | null; maxBytes: number; domains: string[]; relay: { host: string; port: number } };
+  imap: { intervalMs: number; maxMessageBytes: number; mailboxes: MailboxConfig[] };
   dataDir: string;
   /** Always set after loading: `sqlite:<dataDir>/passerelle.db` when the file leaves it null. */
   database: string;
@@ -89,6 +91,7 @@ export function loadConfig(options: LoadOptions = {}): Readonly<Config> {
   config.smime.privateKey &&= abs(config.smime.privateKey);
   config.smime.trustAnchors = config.smime.trustAnchors.map(abs);
   config.smime.crls = config.smime.crls.map(abs);
+  for (const m of config.imap.mailboxes) if (m.tls) for (const k of ['ca', 'cert', 'key'] as const) if (m.tls[k]) m.tls[k] = abs(m.tls[k]);
   if (config.clients) checkClients(config.clients);
   return deepFreeze(config);
 }

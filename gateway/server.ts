@@ -21,6 +21,8 @@ import type { Config } from './config.js';
 import { createLogger, type Logger } from './log.js';
 import { loadMailSecurity } from './mail/security.js';
 import { effectiveSmime } from './mail/smime-settings.js';
+import { createImapPoller } from './mail/imap-poller.js';
+import { FilePollerState } from './mail/poller-state.js';
 import { createSmtpListener } from './mail/smtp-listener.js';
 import { createMetrics, instrument } from './metrics.js';
 import { Pipeline } from './pipeline/worker.js';
@@ -124,10 +126,19 @@ export async function start(config: Readonly<Config>, log: Logger = createLogger
     log.info('smtp listening', { port: smtpPort });
   }
 
+  const imap = !config.store.storeOnly && config.imap.mailboxes.length
+    ? createImapPoller({
+      journal, mailboxes: config.imap.mailboxes, log, onAppended: () => pipeline?.notify(),
+      state: FilePollerState.inDataDir(config.dataDir), intervalMs: config.imap.intervalMs, maxMessageBytes: config.imap.maxMessageBytes,
+    })
+    : undefined;
+  imap?.start();
+
   let closing: Promise<void> | undefined;
   const close = (): Promise<void> => (closing ??= (async () => {
     log.info('shutting down');
     await smtp?.close();
+    await imap?.stop();
     const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
     server.closeIdleConnections();
     await pipeline?.stop();

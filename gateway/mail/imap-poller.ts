@@ -10,7 +10,7 @@
  *   commit order is the UID order and "UID > lastUid" is "not journaled yet". A new UIDVALIDITY
  *   invalidates the remembered UIDs: lastUid starts again from 0.
  * - After the commit: `UID STORE +FLAGS ($PasserelleJournaled \Seen)` (RFC 9051 §6.4.6), and in
- *   `move` mode `UID MOVE` to the destination (RFC 6851 §3.2). The keyword survives a UIDVALIDITY
+ *   `move` mode `UID MOVE` to the destination (RFC 6851 §3.1). The keyword survives a UIDVALIDITY
  *   change or a lost state file, so a flagged message is never journaled again; a message already
  *   moved is no longer there to be.
  * - Messages over the size limit are not journaled: they get `$PasserelleOversize \Flagged`, stay
@@ -250,7 +250,7 @@ export function createImapPoller(deps: ImapPollerDeps): ImapPoller {
   }
 
   /**
-   * RFC 6851 §3.2 UID MOVE when offered. Otherwise the sequence MOVE replaces (§1): COPY, STORE
+   * RFC 6851 §3.1 UID MOVE when offered. Otherwise the sequence MOVE replaces (§1): COPY, STORE
    * \Deleted, and UID EXPUNGE (RFC 4315 §2.1), which expunges only these UIDs. Without UIDPLUS a
    * plain EXPUNGE would also remove whatever else someone marked \Deleted, so the copies' originals
    * are left marked \Deleted instead (the searches skip them).

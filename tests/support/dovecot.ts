@@ -12,10 +12,11 @@ import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { chmod, chown, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { createServer, connect } from 'node:net';
+import { connect } from 'node:net';
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { freePort } from './loopback.js';
 
 const run = promisify(execFile);
 
@@ -72,18 +73,6 @@ function missing(): Error {
   );
 }
 
-async function freePort(): Promise<number> {
-  return await new Promise<number>((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address ? address.port : 0;
-      server.close(() => resolve(port));
-    });
-  });
-}
-
 function canConnect(port: number): Promise<boolean> {
   return new Promise((resolve) => {
     const socket = connect({ host: '127.0.0.1', port });
@@ -111,7 +100,7 @@ async function checkVersion(): Promise<void> {
   }
 }
 
-interface Accounts { internalUser: string; loginUser: string; mailUid: number; mailGid: number }
+interface Accounts { root: boolean; internalUser: string; internalGroup: string; loginUser: string; mailUid: number; mailGid: number }
 
 /**
  * Who runs the services. As an ordinary user, everything runs as that user. As root (CI), Dovecot
@@ -121,7 +110,11 @@ interface Accounts { internalUser: string; loginUser: string; mailUid: number; m
  */
 async function accounts(): Promise<Accounts> {
   const me = userInfo();
-  if (me.uid !== 0) return { internalUser: me.username, loginUser: me.username, mailUid: me.uid, mailGid: me.gid };
+  if (me.uid !== 0) {
+    // The group of the internal sockets too, which a non-root master cannot chown to `dovecot`.
+    const group = (await run('id', ['-gn'])).stdout.trim();
+    return { root: false, internalUser: me.username, internalGroup: group, loginUser: me.username, mailUid: me.uid, mailGid: me.gid };
+  }
   const entry = async (account: string): Promise<string[]> => {
     try {
       return (await run('getent', ['passwd', account])).stdout.trim().split(':');
@@ -131,7 +124,7 @@ async function accounts(): Promise<Accounts> {
   };
   await entry('dovenull');
   const dovecot = await entry('dovecot');
-  return { internalUser: 'dovecot', loginUser: 'dovenull', mailUid: Number(dovecot[2]), mailGid: Number(dovecot[3]) };
+  return { root: true, internalUser: 'dovecot', internalGroup: 'dovecot', loginUser: 'dovenull', mailUid: Number(dovecot[2]), mailGid: Number(dovecot[3]) };
 }
 
 function config(dir: string, port: number, options: DovecotOptions, who: Accounts): string {
@@ -144,6 +137,7 @@ function config(dir: string, port: number, options: DovecotOptions, who: Account
     `log_path = ${join(dir, 'dovecot.log')}`,
     `info_log_path = ${join(dir, 'dovecot.log')}`,
     `default_internal_user = ${who.internalUser}`,
+    `default_internal_group = ${who.internalGroup}`,
     `default_login_user = ${who.loginUser}`,
     'first_valid_uid = 0',
     'first_valid_gid = 0',
@@ -169,9 +163,12 @@ function config(dir: string, port: number, options: DovecotOptions, who: Account
             : []),
         ]
       : ['ssl = no']),
-    tls
-      ? `service imap-login {\n  inet_listener imap {\n    port = 0\n  }\n  inet_listener imaps {\n    port = ${port}\n    ssl = yes\n  }\n}`
-      : `service imap-login {\n  inet_listener imap {\n    port = ${port}\n  }\n  inet_listener imaps {\n    port = 0\n  }\n}`,
+    // Only root may chroot (the login and anvil processes do by default).
+    ...(who.root ? [] : ['service anvil {\n  chroot =\n}']),
+    `service imap-login {\n${who.root ? '' : '  chroot =\n'}` +
+      (tls
+        ? `  inet_listener imap {\n    port = 0\n  }\n  inet_listener imaps {\n    port = ${port}\n    ssl = yes\n  }\n}`
+        : `  inet_listener imap {\n    port = ${port}\n  }\n  inet_listener imaps {\n    port = 0\n  }\n}`),
     // Not needed, and their default sockets or ports could collide with a system instance.
     'service stats {\n  unix_listener stats-reader {\n    mode = 0600\n  }\n  unix_listener stats-writer {\n    mode = 0600\n  }\n}',
     '',
