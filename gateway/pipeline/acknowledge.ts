@@ -5,11 +5,13 @@
  * by the `send` stage and retried like any transient failure, so a relay outage loses nothing.
  * The original attached is the message as received (still encrypted when it came encrypted).
  */
+import { X509Certificate } from 'node:crypto';
 import type { Entry } from '../../adapters/journal/port.js';
 import type { MailSender, SmtpEnvelope } from '../../adapters/smtp/port.js';
 import { buildDsn } from '../mail/dsn.js';
 import { buildMdn, readOriginalHeaders, signMdn, type OutgoingMail } from '../mail/mdn.js';
 import { parseMessage } from '../mail/mime.js';
+import { encryptMime } from '../mail/smime-wrap.js';
 import type { Identity } from '../smime/index.js';
 import type { Stage } from './stages.js';
 
@@ -24,6 +26,16 @@ export interface AckSettings {
 
 const text = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined);
 
+/** The certificate the sender signed with, as the unwrap stage recorded it. */
+function senderCertificate(entry: Entry): X509Certificate | undefined {
+  const pem = text((entry.result.mail as { signerCertificate?: unknown } | undefined)?.signerCertificate);
+  try {
+    return pem ? new X509Certificate(pem) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** The MDN or DSN due for a final mail entry, or undefined (none asked, none allowed, unreadable original). */
 export function acknowledgementFor(entry: Entry, raw: Buffer, settings: AckSettings): OutgoingMail | undefined {
   let root;
@@ -37,7 +49,17 @@ export function acknowledgementFor(entry: Entry, raw: Buffer, settings: AckSetti
   const ok = entry.state === 'delivered';
   const failure = { code: entry.errorCode ?? 'INTERNAL_ERROR', detail: entry.error ?? undefined } as const;
   const mdn = buildMdn({ original: { headers, raw }, gateway: { address: settings.address, reportingUa: 'passerelle; passerelle' }, outcome: ok ? { ok: true } : { ok: false, ...failure } });
-  if (mdn) return settings.identity ? { envelope: mdn.envelope, raw: signMdn(mdn.raw, settings.identity) } : mdn;
+  if (mdn) {
+    // Signed with the gateway's identity, then encrypted to the sender when its certificate is
+    // known from its signature: the MDN carries the original message (RFC 8551 §3.6 signed then enveloped).
+    const signed = settings.identity ? signMdn(mdn.raw, settings.identity) : mdn.raw;
+    const recipient = senderCertificate(entry);
+    try {
+      return { envelope: mdn.envelope, raw: recipient ? encryptMime(signed, [recipient]) : signed };
+    } catch {
+      return { envelope: mdn.envelope, raw: signed }; // a certificate not for encryption (key usage): signed only
+    }
+  }
   if (ok) return undefined;
   const rcpt = Array.isArray(entry.meta.rcptTo) ? (entry.meta.rcptTo as unknown[]).filter((r): r is string => typeof r === 'string') : [];
   const domain = settings.address.split('@')[1] ?? 'localhost';

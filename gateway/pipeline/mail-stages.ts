@@ -7,7 +7,7 @@
  */
 import { PasserelleError } from '../errors.js';
 import { describeSecurity, findAttachments, headerValue, parseMessage, canonicalCrlf, type MimePart } from '../mail/mime.js';
-import { readMssHeaders } from '../mail/mss-headers.js';
+import { readMssHeaders, type MssHeaders } from '../mail/mss-headers.js';
 import { readXdm } from '../mail/xdm.js';
 import { decryptEnveloped, verifySigned, type Identity, type TrustStore } from '../smime/index.js';
 import type { EntryWork, Stage } from './stages.js';
@@ -25,9 +25,10 @@ export interface MailSecurity {
   policy: SmimePolicy;
 }
 
-/** What unwrap leaves for extract. */
+/** What unwrap leaves for extract, and extract for the cross-check. */
 export interface MailWork extends EntryWork {
   mail?: { content: MimePart; from: string };
+  mss?: MssHeaders;
 }
 
 /** S/MIME layers are nested at most this deep (signed then encrypted then signed…). */
@@ -50,6 +51,7 @@ export function unwrapStage(security: MailSecurity): Stage {
       let current = root;
       let encrypted = false;
       let signer: string | undefined;
+      let signerCertificate: string | undefined;
       for (let layer = 0; layer < MAX_LAYERS; layer++) {
         const outer = describeSecurity(current).find((l) => !l.forwarded);
         if (!outer) break;
@@ -65,11 +67,13 @@ export function unwrapStage(security: MailSecurity): Stage {
           const verdict = verifySigned({ der: outer.signature.content, detachedContent: canonicalCrlf(outer.content.raw) }, security.trust, { from, at: receivedAt });
           if (!verdict.ok) throw new PasserelleError(verdict.code, verdict.detail);
           signer = verdict.signer.email;
+          signerCertificate = verdict.signer.certificate.toString();
           current = outer.content;
         } else {
           const verdict = verifySigned({ der: outer.part.content }, security.trust, { from, at: receivedAt });
           if (!verdict.ok) throw new PasserelleError(verdict.code, verdict.detail);
           signer = verdict.signer.email;
+          signerCertificate = verdict.signer.certificate.toString();
           current = parseMessage(verdict.content);
         }
       }
@@ -78,7 +82,8 @@ export function unwrapStage(security: MailSecurity): Stage {
       if (!plainAllowed && security.policy.requireSignature && !signer) throw new PasserelleError('SMIME_POLICY_VIOLATION', 'the message is not signed');
       if (!plainAllowed && security.policy.requireEncryption && !encrypted) throw new PasserelleError('SMIME_POLICY_VIOLATION', 'the message is not encrypted');
       work.mail = { content: current, from };
-      return Promise.resolve({ mail: { signed: signer !== undefined, encrypted, signer: signer ?? null, messageId: headerValue(root, 'message-id') ?? null } });
+      // The signer's certificate (public) is kept so that the acknowledgement can be encrypted to it.
+      return Promise.resolve({ mail: { signed: signer !== undefined, encrypted, signer: signer ?? null, signerCertificate: signerCertificate ?? null, messageId: headerValue(root, 'message-id') ?? null } });
     },
   };
 }
@@ -105,6 +110,34 @@ export const extractStage: Stage = {
     }
     if (!work.documents.length) throw new PasserelleError('MIME_NO_DOCUMENT');
     const mss = readMssHeaders(work.mail.content);
+    work.mss = mss;
     return { attachments: attachments.map((a) => ({ kind: a.kind, forwarded: a.forwarded })), documents: work.documents.map((d) => ({ source: d.source })), mss: { codeCda: mss.codeCda, ins: mss.ins ?? null } };
+  },
+};
+
+/** INS identifier systems (DOMAIN.md §5): NIR, NIA, and the test and demonstration NIRs. */
+const INS_SYSTEMS = new Set(['urn:oid:1.2.250.1.213.1.4.8', 'urn:oid:1.2.250.1.213.1.4.9', 'urn:oid:1.2.250.1.213.1.4.10', 'urn:oid:1.2.250.1.213.1.4.11']);
+
+/**
+ * The MSSanté headers are the sender's summary of the documents (DOMAIN.md §2: "never trust them:
+ * recompute from the CDA and flag disagreement"): `X-MSS-CODECDA` against the documents' type
+ * codes, `X-MSS-INS` against the presence of an INS. A disagreement is a warning in the journal,
+ * never a refusal: the documents themselves are what is integrated.
+ */
+export const crossCheckStage: Stage = {
+  name: 'cross-check',
+  reached: 'converted',
+  run(work: MailWork) {
+    const warnings: { header: string; declared: string; found: string }[] = [];
+    const mss = work.mss;
+    if (mss) {
+      const types = work.documents.map((d) => d.info.documentType).filter((t): t is string => typeof t === 'string');
+      if (mss.codeCda.length && [...new Set(types)].sort().join(',') !== [...new Set(mss.codeCda)].sort().join(',')) {
+        warnings.push({ header: 'X-MSS-CODECDA', declared: mss.codeCda.join(','), found: types.join(',') });
+      }
+      const hasIns = work.documents.some((d) => d.bundle?.entry?.some((e) => e.resource?.resourceType === 'Patient' && (e.resource.identifier ?? []).some((i) => INS_SYSTEMS.has(i.system ?? ''))));
+      if (mss.ins && (mss.ins === 'O') !== hasIns) warnings.push({ header: 'X-MSS-INS', declared: mss.ins, found: hasIns ? 'O' : 'N' });
+    }
+    return Promise.resolve({ mssWarnings: warnings });
   },
 };

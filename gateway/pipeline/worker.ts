@@ -15,7 +15,7 @@ import type { Metrics } from '../metrics.js';
 import { retryDelayMs } from './backoff.js';
 import type { MailSender } from '../../adapters/smtp/port.js';
 import { acknowledgementFor, sendStage, type AckSettings } from './acknowledge.js';
-import { extractStage, unwrapStage, type MailSecurity } from './mail-stages.js';
+import { crossCheckStage, extractStage, unwrapStage, type MailSecurity } from './mail-stages.js';
 import { DOCUMENT_STAGES, type EntryWork, type Stage, type StageNeighbours } from './stages.js';
 
 export interface PipelineDeps extends StageNeighbours {
@@ -44,7 +44,8 @@ export class Pipeline {
   constructor(deps: PipelineDeps) {
     this.deps = deps;
     this.workerId = deps.workerId ?? `${process.pid}-${randomUUID().slice(0, 8)}`;
-    this.messageStages = [unwrapStage(deps.mail), extractStage, ...DOCUMENT_STAGES];
+    const [convert, ...rest] = DOCUMENT_STAGES as [Stage, ...Stage[]];
+    this.messageStages = [unwrapStage(deps.mail), extractStage, convert, crossCheckStage, ...rest];
   }
 
   start(): void {

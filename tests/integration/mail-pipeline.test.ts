@@ -131,17 +131,20 @@ describe('mail through the pipeline', () => {
     const asking = (from: string, inner: Buffer): Buffer => Buffer.concat([Buffer.from(`Return-Path: <${from}>\r\nDisposition-Notification-To: ${from}\r\n`), inner]);
     const ok = await submit(asking('sender2@hopital.test', signedThenEncrypted(entity(xdm([doc({ bytes: Buffer.from(LDL.toString('utf8').replace('<id root="1.2.250.1.213.1.1.1.29.2022.1.1"/>', '<id root="1.2.250.1.213.1.1.1.29.2022.1.1" extension="mdn"/>')) })])), 'sender2@hopital.test', pki.senders[1])));
     expect(ok.state).toBe('delivered');
-    const [mdn] = await relayedTo('sender2@hopital.test', 1);
-    expect(mdn?.from).toBe(''); // RFC 8098 §3: null reverse-path
-    expect(mdn?.raw).toContain('report-type=disposition-notification');
-    expect(mdn?.raw).toContain('MDN-sent-automatically; processed');
-    expect(mdn?.raw).toContain('multipart/signed'); // signed with the gateway's identity
+    const [encrypted] = await relayedTo('sender2@hopital.test', 1);
+    expect(encrypted?.from).toBe(''); // RFC 8098 §3: null reverse-path
+    expect(encrypted?.raw).toContain('application/pkcs7-mime'); // encrypted to the sender's certificate
+    const mdn = openssl(Buffer.from(encrypted?.raw ?? ''), 'cms', '-decrypt', '-recip', pki.senders[1]?.certificate ?? '', '-inkey', pki.senders[1]?.key ?? '').toString('utf8');
+    expect(mdn).toContain('multipart/signed'); // signed with the gateway's identity
+    expect(mdn).toContain('report-type=disposition-notification');
+    expect(mdn).toContain('MDN-sent-automatically; processed');
 
     const ko = await submit(asking('sender2@hopital.test', signedThenEncrypted(entity(undefined), 'sender2@hopital.test', pki.senders[1])));
     expect(ko).toMatchObject({ state: 'quarantined', errorCode: 'MIME_NO_DOCUMENT' });
-    const [, koMdn] = await relayedTo('sender2@hopital.test', 2);
-    expect(decodedHeader(parseMessage(Buffer.from(koMdn?.raw ?? '')), 'subject')).toMatch(/^\[KO Intégration système !\]\[906\]/);
-    expect(koMdn?.raw).toMatch(/Error: 906\^/);
+    const [, koEncrypted] = await relayedTo('sender2@hopital.test', 2);
+    expect(decodedHeader(parseMessage(Buffer.from(koEncrypted?.raw ?? '')), 'subject')).toMatch(/^\[KO Intégration système !\]\[906\]/);
+    const koMdn = openssl(Buffer.from(koEncrypted?.raw ?? ''), 'cms', '-decrypt', '-recip', pki.senders[1]?.certificate ?? '', '-inkey', pki.senders[1]?.key ?? '').toString('utf8');
+    expect(koMdn).toMatch(/Error: 906\^/);
   });
 
   it('answers a failure without read-receipt request by a DSN to the return path', async () => {
@@ -150,6 +153,17 @@ describe('mail through the pipeline', () => {
     const [dsn] = await relayedTo('dsn-me@hopital.test', 1);
     expect(dsn?.raw).toContain('report-type=delivery-status');
     expect(dsn?.raw).toContain('Action: failed');
+  });
+
+  it('flags X-MSS-* headers that disagree with the documents, without refusing them', async () => {
+    const body = xdm([doc({ bytes: Buffer.from(LDL.toString('utf8').replace('<id root="1.2.250.1.213.1.1.1.29.2022.1.1"/>', '<id root="1.2.250.1.213.1.1.1.29.2022.1.1" extension="mss"/>')) })]);
+    const raw = Buffer.concat([Buffer.from(headers('secretariat@operateur-de-confiance.test')), entity(body, 'X-MSS-CODECDA: 34133-9^^2.16.840.1.113883.6.1\r\nX-MSS-INS: N\r\n')]);
+    const entry = await submit(raw);
+    expect(entry.state).toBe('delivered');
+    expect(entry.result.mssWarnings).toEqual([
+      { header: 'X-MSS-CODECDA', declared: '34133-9', found: '11490-0' },
+      { header: 'X-MSS-INS', declared: 'N', found: 'O' },
+    ]);
   });
 
   it('accepts plain mail from a trusted operator domain, refuses it from elsewhere', async () => {
