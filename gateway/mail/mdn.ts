@@ -18,7 +18,7 @@
  *   failure.
  *
  * Whether an MDN is due at all is `mdnDecision`. Signing is `signMdn` (multipart/signed, RFC 8551
- * §3.5). Encryption to the sender is not done: gateway/smime has no EnvelopedData writer yet.
+ * §3.5); encrypting it to the sender is `encryptMime` (gateway/mail/smime-wrap.ts).
  * Nothing here logs; the original's content is copied into the MDN and nowhere else.
  */
 import { randomBytes } from 'node:crypto';
@@ -26,7 +26,7 @@ import libmime from 'libmime';
 import addressparser from 'nodemailer/lib/addressparser';
 import { ERROR_CATALOGUE, type ErrorCode } from '../errors.js';
 import { signDetached, SIGN_MICALG, type Identity } from '../smime/index.js';
-import { canonicalCrlf, decodedHeader, headerValue, type MimePart } from './mime.js';
+import { canonicalCrlf, decodedHeader, headerValue, splitHeaderFields, type MimePart } from './mime.js';
 
 const CRLF = '\r\n';
 
@@ -428,7 +428,7 @@ export function signMdn(raw: Buffer, identity: Identity, at: Date = new Date()):
   const canonical = canonicalCrlf(raw);
   const end = canonical.indexOf('\r\n\r\n');
   if (end < 0) throw new TypeError('signMdn: the message has no header/body separator');
-  const fields = splitFields(canonical.subarray(0, end + 2).toString('latin1'));
+  const fields = splitHeaderFields(canonical.subarray(0, end + 2).toString('latin1'));
   const body = canonical.subarray(end + 4);
   const isEntityField = (f: string): boolean => /^content-/i.test(f);
   const entity = Buffer.concat([Buffer.from(fields.filter(isEntityField).join('') + CRLF, 'latin1'), body]);
@@ -456,13 +456,3 @@ export function signMdn(raw: Buffer, identity: Identity, at: Date = new Date()):
   ]);
 }
 
-/** Header fields with their folding and final CRLF (latin1 keeps the bytes as they are). */
-function splitFields(block: string): string[] {
-  const fields: string[] = [];
-  for (const line of block.split(/(?<=\r\n)/)) {
-    if (line === '') continue;
-    if ((line.startsWith(' ') || line.startsWith('\t')) && fields.length > 0) fields[fields.length - 1] += line;
-    else fields.push(line);
-  }
-  return fields;
-}

@@ -666,3 +666,14 @@ export function describeSecurity(root: MimePart): SecurityLayer[] {
   walk(root, false);
   return layers;
 }
+
+/** Header fields with their folding and final CRLF (latin1 keeps the bytes as they are). */
+export function splitHeaderFields(block: string): string[] {
+  const fields: string[] = [];
+  for (const line of block.split(/(?<=\r\n)/)) {
+    if (line === '') continue;
+    if ((line.startsWith(' ') || line.startsWith('\t')) && fields.length > 0) fields[fields.length - 1] += line;
+    else fields.push(line);
+  }
+  return fields;
+}

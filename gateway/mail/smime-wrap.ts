@@ -13,7 +13,7 @@
 import type { X509Certificate } from 'node:crypto';
 import { encryptEnveloped, type EncryptOptions } from '../smime/index.js';
 import { wrapBase64 } from './mdn.js';
-import { canonicalCrlf } from './mime.js';
+import { canonicalCrlf, splitHeaderFields } from './mime.js';
 
 const CRLF = '\r\n';
 
@@ -46,7 +46,7 @@ export function encryptMime(entity: Buffer, recipients: readonly X509Certificate
   const canonical = canonicalCrlf(entity);
   const end = canonical.indexOf('\r\n\r\n');
   if (end < 0) throw new TypeError('encryptMime: the message has no header/body separator');
-  const fields = splitFields(canonical.subarray(0, end + 2).toString('latin1'));
+  const fields = splitHeaderFields(canonical.subarray(0, end + 2).toString('latin1'));
   const body = canonical.subarray(end + 4);
   const isClear = (f: string): boolean => CLEAR_FIELDS.has(f.slice(0, f.indexOf(':')).trim().toLowerCase());
 
@@ -71,16 +71,3 @@ export function encryptMime(entity: Buffer, recipients: readonly X509Certificate
   ]);
 }
 
-/**
- * Header fields with their folding and final CRLF (latin1 keeps the bytes as they are). The same
- * function as mdn.ts's private splitFields; it belongs in mime.ts, shared by both.
- */
-function splitFields(block: string): string[] {
-  const fields: string[] = [];
-  for (const line of block.split(/(?<=\r\n)/)) {
-    if (line === '') continue;
-    if ((line.startsWith(' ') || line.startsWith('\t')) && fields.length > 0) fields[fields.length - 1] += line;
-    else fields.push(line);
-  }
-  return fields;
-}
