@@ -19,6 +19,7 @@ import { initDevPki, type DevPkiFiles } from '../../gateway/pki/dev-pki.js';
 import { start, type RunningGateway } from '../../gateway/server.js';
 import { corpusDocument } from '../support/corpus.js';
 import { metadataXml, OTHER_INS, xdm, type DocSpec } from '../support/xdm.js';
+import { deflatedZeros } from '../support/zip.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'passerelle-mail-'));
 const SENDER = 'mail-sender-token-00000000001';
@@ -45,7 +46,7 @@ const relay = new SMTPServer({
 function openssl(input: Buffer, ...args: string[]): Buffer {
   const file = join(dir, `in-${Math.random().toString(36).slice(2)}`);
   writeFileSync(file, input);
-  return execFileSync('/usr/bin/openssl', [...args, '-in', file], { stdio: ['ignore', 'pipe', 'pipe'] });
+  return execFileSync('/usr/bin/openssl', [...args, '-in', file], { stdio: ['ignore', 'pipe', 'pipe'], maxBuffer: 64 * 1024 * 1024 });
 }
 
 /** A multipart/mixed entity carrying the zip, CRLF line ends (RFC 5322 §2.3). */
@@ -66,6 +67,18 @@ function signedThenEncrypted(inner: Buffer, from = 'sender1@hopital.test', signe
   const signed = openssl(inner, 'cms', '-sign', '-crlfeol', '-signer', signer?.certificate ?? '', '-inkey', signer?.key ?? '');
   const encrypted = openssl(signed, 'cms', '-encrypt', '-aes256', '-crlfeol', '-recip', pki.gateway.certificate);
   return Buffer.concat([Buffer.from(headers(from)), encrypted]);
+}
+
+/** The base64 body of an S/MIME message cut in the middle: a truncated CMS structure. */
+function truncated(message: Buffer): Buffer {
+  const text = message.toString('latin1');
+  const body = text.indexOf('\r\n\r\n', text.indexOf('application/pkcs7-mime')) + 4;
+  return Buffer.from(text.slice(0, body + Math.floor((text.length - body) / 2)).replace(/[A-Za-z0-9+/]*$/, '') + '\r\n', 'latin1');
+}
+
+/** multipart/signed whose signed text is altered after signing (the attachment's first base64 line). */
+function tampered(message: Buffer): Buffer {
+  return Buffer.from(message.toString('latin1').replace('Lettre de liaison ci-jointe.', 'Lettre de liaison modifiee.'), 'latin1');
 }
 
 const doc = (over: Partial<DocSpec> = {}): DocSpec => ({ id: 'Doc01', uri: 'DOC0001.XML', bytes: LDL, ...over });
@@ -95,12 +108,12 @@ async function relayedTo(address: string, count: number): Promise<{ from: string
   return relayed.filter((m) => m.to.includes(address));
 }
 
-async function submit(raw: Buffer): Promise<{ state: string; errorCode?: string; bundles: string[]; result: Record<string, unknown> }> {
+async function submit(raw: Buffer): Promise<{ id: string; state: string; errorCode?: string; bundles: string[]; result: Record<string, unknown> }> {
   const res = await fetch(`${gateway.url}/messages`, { method: 'POST', headers: { authorization: `Bearer ${SENDER}`, 'content-type': 'message/rfc822' }, body: raw });
   expect(res.status).toBe(202);
   const { id } = (await res.json()) as { id: string };
   for (let i = 0; i < 400; i++) {
-    const entry = (await (await fetch(`${gateway.url}/messages/${id}`, { headers: { authorization: `Bearer ${SENDER}` } })).json()) as { state: string; errorCode?: string; bundles: string[]; result: Record<string, unknown> };
+    const entry = (await (await fetch(`${gateway.url}/messages/${id}`, { headers: { authorization: `Bearer ${SENDER}` } })).json()) as { id: string; state: string; errorCode?: string; bundles: string[]; result: Record<string, unknown> };
     if (['delivered', 'quarantined', 'failed'].includes(entry.state)) return entry;
     await new Promise((r) => setTimeout(r, 25));
   }
@@ -180,8 +193,18 @@ describe('mail through the pipeline', () => {
       ['XDM patient differs from the CDA', signedThenEncrypted(entity(xdm([doc()], { metadata: Buffer.from(metadataXml([doc()]).toString('utf8').replaceAll(INS_VALUE, OTHER_INS_VALUE)) }))), 'XDM_PATIENT_MISMATCH'],
       ['masked document', signedThenEncrypted(entity(xdm([doc({ confidentiality: { code: 'MASQUE_PS', scheme: '1.2.250.1.213.1.1.4.13', display: 'Masqué aux PS' } })]))), 'DOCUMENT_MASKED'],
       ['hash mismatch', signedThenEncrypted(entity(xdm([doc({ hash: '0'.repeat(40) })]))), 'XDM_HASH_MISMATCH'],
+      ['zip bomb: 1 GB of zeros', signedThenEncrypted(entity(xdm([doc()], { extra: [{ name: 'IHE_XDM/SUBSET01/BOMB.XML', precompressed: deflatedZeros(1024) }] }))), 'XDM_LIMIT_EXCEEDED'],
+      ['zip-slip', signedThenEncrypted(entity(xdm([doc()], { extra: [{ name: '../../etc/cron.d/evil', data: Buffer.from('x') }] }))), 'XDM_UNSAFE_ENTRY'],
+      ['XXE in METADATA.XML', signedThenEncrypted(entity(xdm([doc()], { metadata: metadataXml([doc()], { prolog: '\n<!DOCTYPE lcm:SubmitObjectsRequest [<!ENTITY xxe SYSTEM "file:///etc/passwd">]>' }) }))), 'XDM_MALFORMED'],
+      ['weak algorithm (3DES)', Buffer.concat([Buffer.from(headers('sender1@hopital.test')), openssl(entity(xdm([doc()])), 'cms', '-encrypt', '-des3', '-crlfeol', '-recip', pki.gateway.certificate)]), 'SMIME_ALGORITHM_REFUSED'],
+      ['truncated CMS', truncated(signedThenEncrypted(entity(xdm([doc()])))), 'SMIME_MALFORMED'],
+      ['tampered signed body', tampered(Buffer.concat([Buffer.from(headers('sender1@hopital.test')), openssl(entity(xdm([doc()])), 'cms', '-sign', '-crlfeol', '-signer', pki.senders[0]?.certificate ?? '', '-inkey', pki.senders[0]?.key ?? '')])), 'SMIME_SIGNATURE_INVALID'],
       ['signed by a sender, encrypted to someone else', Buffer.concat([Buffer.from(headers('sender1@hopital.test')), openssl(entity(xdm([doc()])), 'cms', '-encrypt', '-aes256', '-crlfeol', '-recip', pki.senders[1]?.certificate ?? '')]), 'SMIME_NOT_RECIPIENT'],
     ];
-    for (const [name, raw, code] of cases) expect(await submit(raw), name).toMatchObject({ state: 'quarantined', errorCode: code });
+    for (const [name, raw, code] of cases) {
+      const entry = await submit(raw);
+      expect(entry, name).toMatchObject({ state: 'quarantined', errorCode: code });
+      expect((await gateway.journal.raw(entry.id))?.equals(raw), `${name}: original bytes kept`).toBe(true);
+    }
   });
 });
