@@ -15,6 +15,7 @@ import { cpus } from 'node:os';
 import { pathToFileURL } from 'node:url';
 import { run as runConverter } from './converter.js';
 import { run as runGateway } from './gateway.js';
+import { run as runMail } from './mail.js';
 import { BenchSetupError, benchSeconds, corpusDir, type BenchModule, type BenchResult } from './lib.js';
 
 export type { BenchModule, BenchResult } from './lib.js';
@@ -23,6 +24,7 @@ export type { BenchModule, BenchResult } from './lib.js';
 export const BENCHES: Readonly<Record<string, BenchModule>> = {
   convert: runConverter,
   gateway: runGateway,
+  mail: runMail,
 };
 
 export interface RunOutcome {

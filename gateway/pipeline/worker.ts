@@ -2,18 +2,20 @@
  * The pipeline worker: claims journal entries and moves each through its stages, recording every
  * stage's outcome, duration and error code. Several loops run per process (`pipeline.concurrency`)
  * and several processes may share one journal: the journal's leases keep an entry in one hand.
- * Transient failures (SRIR, ROR, store down) go back to the journal with a backoff and never become
- * a verdict on the document; permanent ones quarantine the entry with their catalogue code.
+ * Transient failures (SRIR, ROR, store, relay down) go back to the journal with a backoff and never
+ * become a verdict on the document; permanent ones quarantine the entry with their catalogue code.
+ * The stages depend on the entry's kind: a CDA document, a mail (unwrapped and extracted first,
+ * then acknowledged by MDN or DSN), or such an acknowledgement to send.
  */
 import { randomUUID } from 'node:crypto';
 import type { Claim, Entry, Journal } from '../../adapters/journal/port.js';
 import { LeaseLostError } from '../../adapters/journal/port.js';
+import type { MailSender } from '../../adapters/smtp/port.js';
 import type { Config } from '../config.js';
 import { ERROR_CATALOGUE, PasserelleError } from '../errors.js';
 import { errorFields, type Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import { retryDelayMs } from './backoff.js';
-import type { MailSender } from '../../adapters/smtp/port.js';
 import { acknowledgementFor, sendStage, type AckSettings } from './acknowledge.js';
 import { crossCheckStage, extractStage, unwrapStage, type MailSecurity } from './mail-stages.js';
 import { DOCUMENT_STAGES, type EntryWork, type Stage, type StageNeighbours } from './stages.js';
