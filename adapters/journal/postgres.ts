@@ -49,7 +49,6 @@ CREATE TABLE IF NOT EXISTS journal_entries (
   content_type text NOT NULL,
   sha256       text NOT NULL,
   size         integer NOT NULL,
-  raw          bytea NOT NULL,
   state        text NOT NULL,
   attempts     integer NOT NULL DEFAULT 0,
   error_code   text,
@@ -63,6 +62,11 @@ CREATE TABLE IF NOT EXISTS journal_entries (
   lease_token  text,
   lease_owner  text,
   lease_until  timestamptz
+);
+-- The raw bytes apart, written once, as in the SQLite journal: the entry row stays small.
+CREATE TABLE IF NOT EXISTS journal_raw (
+  entry_id     text PRIMARY KEY REFERENCES journal_entries (id) ON DELETE CASCADE,
+  raw          bytea NOT NULL
 );
 CREATE INDEX IF NOT EXISTS journal_entries_claimable ON journal_entries (pos) WHERE state NOT IN (${FINAL_STATES_SQL});
 CREATE INDEX IF NOT EXISTS journal_entries_state ON journal_entries (state, pos);
@@ -105,6 +109,12 @@ export class PostgresJournal implements Journal {
         // CREATE TABLE IF NOT EXISTS can still fail on the catalogue's unique indexes: serialise them.
         await client.query(`SELECT pg_advisory_xact_lock(hashtext('passerelle.journal.schema'))`);
         await client.query(SCHEMA);
+        // A journal written by 0.2 kept the raw bytes in the entry row: move them, losing nothing.
+        const { rows } = await client.query(`SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = 'journal_entries' AND column_name = 'raw'`);
+        if (rows.length) {
+          await client.query('INSERT INTO journal_raw (entry_id, raw) SELECT id, raw FROM journal_entries ON CONFLICT DO NOTHING');
+          await client.query('ALTER TABLE journal_entries DROP COLUMN raw');
+        }
       }),
     );
   }
@@ -115,11 +125,12 @@ export class PostgresJournal implements Journal {
         await client.query('SET LOCAL synchronous_commit = on');
         const id = newEntryId();
         const { rows } = await client.query<EntryRow>(
-          `INSERT INTO journal_entries (id, kind, door, submitter, content_type, sha256, size, raw, state, not_before, created_at, updated_at, meta)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'received', now(), now(), now(), $9::jsonb)
+          `INSERT INTO journal_entries (id, kind, door, submitter, content_type, sha256, size, state, not_before, created_at, updated_at, meta)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, 'received', now(), now(), now(), $8::jsonb)
            RETURNING ${ENTRY_COLUMNS}`,
-          [id, input.kind, input.door, cleanText(input.submitter), cleanText(input.contentType), sha256Hex(input.raw), input.raw.length, input.raw, jsonText(input.meta ?? {})],
+          [id, input.kind, input.door, cleanText(input.submitter), cleanText(input.contentType), sha256Hex(input.raw), input.raw.length, jsonText(input.meta ?? {})],
         );
+        await client.query('INSERT INTO journal_raw (entry_id, raw) VALUES ($1, $2)', [id, input.raw]);
         await insertEvent(client, id, RECEIVE_EVENT);
         return toEntry(one(rows));
       }),
@@ -135,7 +146,7 @@ export class PostgresJournal implements Journal {
 
   raw(id: string): Promise<Buffer | undefined> {
     return guarded(async () => {
-      const { rows } = await this.pool.query<{ raw: Buffer }>('SELECT raw FROM journal_entries WHERE id = $1', [id]);
+      const { rows } = await this.pool.query<{ raw: Buffer }>('SELECT raw FROM journal_raw WHERE entry_id = $1', [id]);
       return rows[0]?.raw;
     });
   }

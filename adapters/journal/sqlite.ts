@@ -52,7 +52,6 @@ CREATE TABLE IF NOT EXISTS journal_entries (
   content_type TEXT NOT NULL,
   sha256       TEXT NOT NULL,
   size         INTEGER NOT NULL,
-  raw          BLOB NOT NULL,
   state        TEXT NOT NULL,
   attempts     INTEGER NOT NULL DEFAULT 0,
   error_code   TEXT,
@@ -66,6 +65,13 @@ CREATE TABLE IF NOT EXISTS journal_entries (
   lease_token  TEXT,
   lease_owner  TEXT,
   lease_until  TEXT
+);
+-- The raw bytes live apart, written once: SQLite rewrites a whole row on every UPDATE, and a
+-- message's bytes in the entry row would be copied at each of its state changes (and read past by
+-- every claim query).
+CREATE TABLE IF NOT EXISTS journal_raw (
+  entry_id     TEXT PRIMARY KEY REFERENCES journal_entries (id) ON DELETE CASCADE,
+  raw          BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS journal_entries_claimable ON journal_entries (pos) WHERE state NOT IN (${FINAL_STATES_SQL});
 CREATE INDEX IF NOT EXISTS journal_entries_state ON journal_entries (state, pos);
@@ -109,6 +115,11 @@ export class SqliteJournal implements Journal {
     return guarded(() =>
       this.write(() => {
         this.db.exec(SCHEMA);
+        // A journal written by 0.2 kept the raw bytes in the entry row: move them, losing nothing.
+        const columns = this.db.pragma('table_info(journal_entries)') as { name: string }[];
+        if (columns.some((c) => c.name === 'raw')) {
+          this.db.exec('INSERT OR IGNORE INTO journal_raw (entry_id, raw) SELECT id, raw FROM journal_entries; ALTER TABLE journal_entries DROP COLUMN raw;');
+        }
       }),
     );
   }
@@ -119,8 +130,8 @@ export class SqliteJournal implements Journal {
         const now = new Date().toISOString();
         const id = newEntryId();
         const row = this.sql(
-          `INSERT INTO journal_entries (id, kind, door, submitter, content_type, sha256, size, raw, state, not_before, created_at, updated_at, meta)
-           VALUES (@id, @kind, @door, @submitter, @contentType, @sha256, @size, @raw, 'received', @now, @now, @now, @meta)
+          `INSERT INTO journal_entries (id, kind, door, submitter, content_type, sha256, size, state, not_before, created_at, updated_at, meta)
+           VALUES (@id, @kind, @door, @submitter, @contentType, @sha256, @size, 'received', @now, @now, @now, @meta)
            RETURNING ${ENTRY_COLUMNS}`,
         ).get({
           id,
@@ -130,10 +141,10 @@ export class SqliteJournal implements Journal {
           contentType: cleanText(input.contentType),
           sha256: sha256Hex(input.raw),
           size: input.raw.length,
-          raw: input.raw,
           now,
           meta: jsonText(input.meta ?? {}),
         }) as EntryRow;
+        this.sql('INSERT INTO journal_raw (entry_id, raw) VALUES (?, ?)').run(id, input.raw);
         this.insertEvent(id, now, RECEIVE_EVENT);
         return toEntry(row);
       }),
@@ -148,7 +159,7 @@ export class SqliteJournal implements Journal {
   }
 
   raw(id: string): Promise<Buffer | undefined> {
-    return guarded(() => (this.sql('SELECT raw FROM journal_entries WHERE id = ?').get(id) as { raw: Buffer } | undefined)?.raw);
+    return guarded(() => (this.sql('SELECT raw FROM journal_raw WHERE entry_id = ?').get(id) as { raw: Buffer } | undefined)?.raw);
   }
 
   history(id: string): Promise<HistoryEvent[]> {

@@ -113,11 +113,12 @@ export class Pipeline {
       const started = performance.now();
       try {
         const result = await stage.run(work, this.deps);
-        const durationMs = Math.round(performance.now() - started);
-        metrics?.stageSeconds.observe({ stage: stage.name, outcome: 'ok' }, durationMs / 1000);
+        const elapsed = performance.now() - started;
+        metrics?.stageSeconds.observe({ stage: stage.name, outcome: 'ok' }, elapsed / 1000); // unrounded: sub-millisecond stages count
+        const durationMs = Math.round(elapsed * 10) / 10;
         entry = await journal.record(claim, { state: stage.reached, outcome: 'ok', stage: stage.name, durationMs, result });
       } catch (err) {
-        const durationMs = Math.round(performance.now() - started);
+        const durationMs = Math.round((performance.now() - started) * 10) / 10;
         if (err instanceof LeaseLostError) {
           log.warn('lease lost', { entry: entry.id, stage: stage.name });
           return;

@@ -477,3 +477,45 @@ if (role === 'append') {
     expect((await journal.get(id))?.state).toBe('received');
   });
 });
+
+describe('journal written by 0.2 (raw bytes in the entry row)', () => {
+  const OLD_ENTRIES = `CREATE TABLE journal_entries (pos INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, kind TEXT NOT NULL, door TEXT NOT NULL,
+    submitter TEXT NOT NULL, content_type TEXT NOT NULL, sha256 TEXT NOT NULL, size INTEGER NOT NULL, raw BLOB NOT NULL, state TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0, error_code TEXT, error TEXT, not_before TEXT NOT NULL, created_at TEXT NOT NULL, updated_at TEXT NOT NULL,
+    meta TEXT NOT NULL, result TEXT NOT NULL DEFAULT '{}', overrides TEXT NOT NULL DEFAULT '[]', lease_token TEXT, lease_owner TEXT, lease_until TEXT)`;
+  const now = new Date().toISOString();
+
+  it('moves the bytes to their own table on SQLite, losing nothing', async () => {
+    const file = join(mkdtempSync(join(tmpdir(), 'passerelle-journal-old-')), 'j.db');
+    const db = new Database(file);
+    db.exec(OLD_ENTRIES);
+    db.prepare(`INSERT INTO journal_entries (id, kind, door, submitter, content_type, sha256, size, raw, state, not_before, created_at, updated_at, meta)
+      VALUES ('old-1', 'document', 'http', 's', 'application/xml', 'x', 3, ?, 'received', ?, ?, ?, '{}')`).run(Buffer.from('abc'), now, now, now);
+    db.close();
+    const journal = await openJournal(`sqlite:${file}`);
+    expect((await journal.raw('old-1'))?.toString()).toBe('abc');
+    expect((await journal.claim('w', 1000))?.entry.id).toBe('old-1');
+    expect((await journal.append(input())).state).toBe('received');
+    await journal.close();
+  });
+
+  it('moves the bytes to their own table on PostgreSQL, losing nothing', async () => {
+    const database = `passerelle_journal_old_${randomBytes(4).toString('hex')}`;
+    await onPostgres(`${PG_SERVER}/postgres`, `CREATE DATABASE ${database}`);
+    try {
+      await onPostgres(`${PG_SERVER}/${database}`, `CREATE TABLE journal_entries (pos bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, id text NOT NULL UNIQUE,
+        kind text NOT NULL, door text NOT NULL, submitter text NOT NULL, content_type text NOT NULL, sha256 text NOT NULL, size integer NOT NULL, raw bytea NOT NULL,
+        state text NOT NULL, attempts integer NOT NULL DEFAULT 0, error_code text, error text, not_before timestamptz NOT NULL, created_at timestamptz NOT NULL,
+        updated_at timestamptz NOT NULL, meta jsonb NOT NULL, result jsonb NOT NULL DEFAULT '{}', overrides jsonb NOT NULL DEFAULT '[]', lease_token text,
+        lease_owner text, lease_until timestamptz);
+        INSERT INTO journal_entries (id, kind, door, submitter, content_type, sha256, size, raw, state, not_before, created_at, updated_at, meta)
+        VALUES ('old-1', 'document', 'http', 's', 'application/xml', 'x', 3, '\\x616263', 'received', now(), now(), now(), '{}')`);
+      const journal = await openJournal(`${PG_SERVER}/${database}`);
+      expect((await journal.raw('old-1'))?.toString()).toBe('abc');
+      expect((await journal.append(input())).state).toBe('received');
+      await journal.close();
+    } finally {
+      await onPostgres(`${PG_SERVER}/postgres`, `DROP DATABASE IF EXISTS ${database} WITH (FORCE)`);
+    }
+  });
+});
