@@ -18,16 +18,16 @@
  * Environment: PASSERELLE_BENCH_MESSAGES (measured messages per kind, default 200).
  */
 import { spawn, execFile } from 'node:child_process';
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { readFile, rm, writeFile } from 'node:fs/promises';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { crc32, deflateRawSync } from 'node:zlib';
 import nodemailer from 'nodemailer';
 import { initDevPki, type DevPkiFiles } from '../gateway/pki/dev-pki.js';
 import { BenchSetupError, loadCorpus, packageRoot, round, type BenchResult } from './lib.js';
+import { metadataXml, xdm, type DocSpec } from './xdm-zip.js';
 
 const execFileAsync = promisify(execFile);
 
@@ -56,8 +56,6 @@ const RECIPIENT = 'bal@passerelle.test';
 const LDL = 'LDL-SES_2022.01.xml';
 const BIO = 'BIO-CR-BIO_2024.01_TSH_1.xml';
 const NON_STRUCTURED = 'DOC_NON_STRUCTURE_CDA-R2-N1.xml';
-/** The corpus patient's INS (both LDL-SES and BIO-CR-BIO), as XDS writes a CX identifier. */
-const INS_CX = '279035121518989^^^&1.2.250.1.213.1.4.10&ISO';
 
 function positiveInt(value: string | undefined, fallback: number): number {
   const n = Number(value ?? fallback);
@@ -118,127 +116,21 @@ function pdfFiller(size: number): Buffer {
   return Buffer.concat([head, randomBytes(size - head.length - tail.length), tail]);
 }
 
-const sha1 = (b: Buffer): string => createHash('sha1').update(b).digest('hex');
-const xmlEscape = (s: string): string => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/"/g, '&quot;');
-
-function slot(name: string, value: string | number): string {
-  return `<rim:Slot name="${name}"><rim:ValueList><rim:Value>${xmlEscape(String(value))}</rim:Value></rim:ValueList></rim:Slot>`;
-}
-
-function classification(scheme: string, object: string, code: string, codingScheme: string, display: string, id: string): string {
-  return `<rim:Classification id="${id}" classificationScheme="${scheme}" classifiedObject="${object}" nodeRepresentation="${code}">`
-    + `${slot('codingScheme', codingScheme)}<rim:Name><rim:LocalizedString value="${xmlEscape(display)}"/></rim:Name></rim:Classification>`;
-}
-
-/** One XDSDocumentEntry (ITI TF-3 §4.2.3.2): hash and size are what the gateway checks. */
-function extrinsicObject(id: string, file: XdmFile, typeCode: [string, string], uniqueId: string): string {
-  return `
-    <rim:ExtrinsicObject id="${id}" mimeType="${file.mimeType}" objectType="urn:uuid:7edca82f-054d-47f2-a032-9b2a5b5186c1">
-      ${slot('creationTime', '20240115103000')}${slot('hash', sha1(file.bytes))}${slot('languageCode', 'fr-FR')}${slot('size', file.bytes.length)}
-      ${slot('sourcePatientId', 'IPP-0001^^^&1.2.3.4.5.6.7.8.9.10&ISO')}${slot('URI', file.uri)}
-      <rim:Name><rim:LocalizedString value="${xmlEscape(typeCode[1])}"/></rim:Name>
-      ${classification('urn:uuid:41a5887f-8865-4c09-adf7-e362475b143a', id, '11', '1.2.250.1.213.1.1.4.1', 'Compte rendu', `${id}-class`)}
-      ${classification('urn:uuid:f4f85eac-e6cb-4883-b524-f2705394840f', id, 'N', '2.16.840.1.113883.5.25', 'Normal', `${id}-conf`)}
-      ${classification('urn:uuid:a09d5840-386c-46f2-b5ad-9c3699a4309d', id, file.formatCode, '1.3.6.1.4.1.19376.1.2.3', file.formatCode, `${id}-format`)}
-      ${classification('urn:uuid:f0306f51-975f-434e-a61c-c59651d33983', id, typeCode[0], '2.16.840.1.113883.6.1', typeCode[1], `${id}-type`)}
-      <rim:ExternalIdentifier id="${id}-pid" registryObject="${id}" identificationScheme="urn:uuid:58a6f841-87b3-4a3e-92fd-a8ffeff98427" value="${xmlEscape(INS_CX)}">
-        <rim:Name><rim:LocalizedString value="XDSDocumentEntry.patientId"/></rim:Name>
-      </rim:ExternalIdentifier>
-      <rim:ExternalIdentifier id="${id}-uid" registryObject="${id}" identificationScheme="urn:uuid:2e82c1f6-a085-4c72-9da3-8640a32e42ab" value="${xmlEscape(uniqueId)}">
-        <rim:Name><rim:LocalizedString value="XDSDocumentEntry.uniqueId"/></rim:Name>
-      </rim:ExternalIdentifier>
-    </rim:ExtrinsicObject>`;
-}
-
-/** ebRIM 3.0 METADATA.XML (ITI TF-3 §4.2): one submission set, every file of the zip as a document entry. */
-function metadataXml(files: XdmFile[], typeCode: [string, string], messageKey: string): Buffer {
-  const set = 'SubmissionSet01';
-  const docs = files.map((f, i) => extrinsicObject(`Doc${String(i + 1).padStart(2, '0')}`, f, typeCode, `1.2.250.1.999.1.${i + 1}^${messageKey}`));
-  const associations = files.map((_f, i) => `
-    <rim:Association id="assoc${i}" associationType="urn:oasis:names:tc:ebxml-regrep:AssociationType:HasMember" sourceObject="${set}" targetObject="Doc${String(i + 1).padStart(2, '0')}">
-      ${slot('SubmissionSetStatus', 'Original')}
-    </rim:Association>`);
-  return Buffer.from(`<?xml version="1.0" encoding="UTF-8"?>
-<lcm:SubmitObjectsRequest xmlns:lcm="urn:oasis:names:tc:ebxml-regrep:xsd:lcm:3.0" xmlns:rim="urn:oasis:names:tc:ebxml-regrep:xsd:rim:3.0">
-  <rim:RegistryObjectList>
-    <rim:RegistryPackage id="${set}">
-      ${slot('submissionTime', '20240115103500')}
-      <rim:Name><rim:LocalizedString value="Envoi MSSanté"/></rim:Name>
-      ${classification('urn:uuid:aa543740-bdda-424e-8c96-df4873be8500', set, typeCode[0], '2.16.840.1.113883.6.1', typeCode[1], `${set}-ct`)}
-      <rim:ExternalIdentifier id="${set}-uid" registryObject="${set}" identificationScheme="urn:uuid:96fdda7c-d067-4183-912e-bf5ee74998a8" value="1.2.250.1.999.2.${xmlEscape(messageKey)}">
-        <rim:Name><rim:LocalizedString value="XDSSubmissionSet.uniqueId"/></rim:Name>
-      </rim:ExternalIdentifier>
-      <rim:ExternalIdentifier id="${set}-src" registryObject="${set}" identificationScheme="urn:uuid:554ac39e-e3fe-47fe-b233-965d2a147832" value="1.2.250.1.999">
-        <rim:Name><rim:LocalizedString value="XDSSubmissionSet.sourceId"/></rim:Name>
-      </rim:ExternalIdentifier>
-      <rim:ExternalIdentifier id="${set}-pid" registryObject="${set}" identificationScheme="urn:uuid:6b5aea1a-874d-4603-a4bc-96a0a7b38446" value="${xmlEscape(INS_CX)}">
-        <rim:Name><rim:LocalizedString value="XDSSubmissionSet.patientId"/></rim:Name>
-      </rim:ExternalIdentifier>
-    </rim:RegistryPackage>
-    <rim:Classification id="${set}-ss" classifiedObject="${set}" classificationNode="urn:uuid:a54d6aa5-d40d-43f9-88c5-b4633d873bdd"/>${docs.join('')}${associations.join('')}
-  </rim:RegistryObjectList>
-</lcm:SubmitObjectsRequest>
-`, 'utf8');
-}
-
-/**
- * A plain zip (PKWARE APPNOTE 6.3), every entry deflated, as a sender's tool writes it. Here
- * rather than tests/support/zip.ts because bench/ is built without tests/ (tsconfig.build.json).
- */
-function zip(entries: { name: string; data: Buffer }[]): Buffer {
-  const parts: Buffer[] = [];
-  const central: Buffer[] = [];
-  let offset = 0;
-  for (const e of entries) {
-    const name = Buffer.from(e.name, 'utf8');
-    const payload = deflateRawSync(e.data);
-    const crc = crc32(e.data) >>> 0;
-    const local = Buffer.alloc(30);
-    local.writeUInt32LE(0x04034b50, 0);
-    local.writeUInt16LE(20, 4);
-    local.writeUInt16LE(0x800, 6); // bit 11: UTF-8 names
-    local.writeUInt16LE(8, 8);
-    local.writeUInt16LE(0x21, 12); // 1980-01-01
-    local.writeUInt32LE(crc, 14);
-    local.writeUInt32LE(payload.length, 18);
-    local.writeUInt32LE(e.data.length, 22);
-    local.writeUInt16LE(name.length, 26);
-    parts.push(local, name, payload);
-    const c = Buffer.alloc(46);
-    c.writeUInt32LE(0x02014b50, 0);
-    c.writeUInt16LE((3 << 8) | 20, 4); // made by Unix: the mode below is read as one
-    c.writeUInt16LE(20, 6);
-    c.writeUInt16LE(0x800, 8);
-    c.writeUInt16LE(8, 10);
-    c.writeUInt16LE(0x21, 14);
-    c.writeUInt32LE(crc, 16);
-    c.writeUInt32LE(payload.length, 20);
-    c.writeUInt32LE(e.data.length, 24);
-    c.writeUInt16LE(name.length, 28);
-    c.writeUInt32LE((0o100644 << 16) >>> 0, 38);
-    c.writeUInt32LE(offset, 42);
-    central.push(c, name);
-    offset += 30 + name.length + payload.length;
-  }
-  const cd = Buffer.concat(central);
-  const end = Buffer.alloc(22);
-  end.writeUInt32LE(0x06054b50, 0);
-  end.writeUInt16LE(entries.length, 8);
-  end.writeUInt16LE(entries.length, 10);
-  end.writeUInt32LE(cd.length, 12);
-  end.writeUInt32LE(offset, 16);
-  return Buffer.concat([...parts, cd, end]);
-}
-
+/** The IHE_XDM.zip a sender writes: the CDA then the kind's extras, each an XDSDocumentEntry with its SHA-1 and size. */
 function xdmZip(kind: Kind, cda: Buffer, messageKey: string): Buffer {
   const subset = 'IHE_XDM/SUBSET01';
   const files: XdmFile[] = [{ uri: 'DOC0001.XML', bytes: cda, mimeType: 'text/xml', formatCode: kind.formatCode }, ...kind.extras];
-  return zip([
-    { name: 'README.TXT', data: Buffer.from('Envoi MSSanté\r\n') },
-    { name: 'INDEX.HTM', data: Buffer.from(`<html><body>${files.map((f) => `<a href="${subset}/${f.uri}">${f.uri}</a>`).join(' ')}</body></html>`) },
-    { name: `${subset}/METADATA.XML`, data: metadataXml(files, kind.typeCode, messageKey) },
-    ...files.map((f) => ({ name: `${subset}/${f.uri}`, data: f.bytes })),
-  ]);
+  const [typeCode, typeDisplay] = kind.typeCode;
+  const docs: DocSpec[] = files.map((f, i) => ({
+    id: `Doc${String(i + 1).padStart(2, '0')}`, uri: f.uri, bytes: f.bytes, mimeType: f.mimeType,
+    format: { code: f.formatCode, display: f.formatCode }, typeCode, typeDisplay, uniqueId: `1.2.250.1.999.1.${i + 1}^${messageKey}`,
+  }));
+  return xdm(docs, {
+    subset,
+    readme: 'Envoi MSSanté\r\n',
+    index: `<html><body>${files.map((f) => `<a href="${subset}/${f.uri}">${f.uri}</a>`).join(' ')}</body></html>`,
+    metadata: metadataXml(docs, { contentType: { code: typeCode, display: typeDisplay }, submissionSetUniqueId: `1.2.250.1.999.2.${messageKey}` }),
+  });
 }
 
 /** Base64 in 76-character lines (RFC 2045 §6.8), CRLF. Sliced rather than regex-split: the 25 MB zip is 35 MB of text. */

@@ -1,92 +1,34 @@
 /**
  * The gateway's own encryption (gateway/smime/encrypt.ts, gateway/mail/smime-wrap.ts) read by
  * the real `openssl cms -decrypt` (OpenSSL 3), and by our own decryptEnveloped. The test PKI is
- * made with `openssl ca` in a temp dir at test time, as in smime.test.ts. No fixture files.
+ * made with `openssl ca` in a temp dir at test time (tests/support/openssl-pki.ts). No fixture files.
  */
-import { execFileSync } from 'node:child_process';
-import { createPrivateKey, X509Certificate } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { PasserelleError, type ErrorCode } from '../../gateway/errors.js';
 import { buildMdn, signMdn } from '../../gateway/mail/mdn.js';
 import { CLEAR_FIELDS, encryptMime } from '../../gateway/mail/smime-wrap.js';
 import { contentCipher, keyTransport } from '../../gateway/smime/algorithms.js';
 import { parseContentInfo } from '../../gateway/smime/cms.js';
-import { decryptEnveloped, encryptEnveloped, type EncryptOptions, type Identity } from '../../gateway/smime/index.js';
+import { decryptEnveloped, encryptEnveloped, type EncryptOptions } from '../../gateway/smime/index.js';
 import { OID } from '../../gateway/smime/oids.js';
+import { testPki, type LeafOptions } from '../support/openssl-pki.js';
+import { codeOf } from '../support/rejection.js';
 
-let dir: string;
-const file = (name: string): string => join(dir, name);
-let counter = 0;
+const pki = testPki('smime-encrypt-');
+const { openssl, temp, certOf, identityOf } = pki;
 
-function openssl(...args: string[]): Buffer {
-  return execFileSync('/usr/bin/openssl', args, { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'], maxBuffer: 64 * 1024 * 1024 });
+/** An encryption certificate: as the shared leaf, without nonRepudiation. */
+function leaf(name: string, email: string, o: Omit<LeafOptions, 'email'> = {}): void {
+  pki.leaf(name, { email, keyUsage: 'digitalSignature, keyEncipherment', ...o });
 }
-
-function temp(bytes: Buffer | string): string {
-  const p = file(`t${counter++}`);
-  writeFileSync(p, bytes);
-  return p;
-}
-
-const CA_CONF = `
-[ ca ]
-default_ca = test_ca
-[ test_ca ]
-dir = .
-database = ./index.txt
-new_certs_dir = .
-certificate = ./ca.pem
-private_key = ./ca.key
-serial = ./serial
-default_md = sha256
-policy = any
-unique_subject = no
-default_days = 365
-[ any ]
-commonName = supplied
-`;
-
-/** A leaf certificate issued by the test CA with `openssl ca`. */
-function leaf(name: string, email: string, o: { bits?: number; keyUsage?: string } = {}): void {
-  openssl('req', '-new', '-newkey', `rsa:${o.bits ?? 2048}`, '-nodes', '-keyout', `${name}.key`, '-subj', `/CN=${name}`, '-out', `${name}.csr`);
-  writeFileSync(file(`${name}.ext`), [
-    'basicConstraints = CA:FALSE',
-    `keyUsage = critical, ${o.keyUsage ?? 'digitalSignature, keyEncipherment'}`,
-    'extendedKeyUsage = emailProtection',
-    'subjectKeyIdentifier = hash',
-    `subjectAltName = email:${email}`,
-  ].join('\n'));
-  openssl('ca', '-batch', '-config', 'ca.cnf', '-notext', '-in', `${name}.csr`, '-out', `${name}.pem`, '-extfile', `${name}.ext`, '-days', '365');
-}
-
-const certOf = (name: string): X509Certificate => new X509Certificate(readFileSync(file(`${name}.pem`)));
-const identityOf = (name: string): Identity => ({ certificate: certOf(name), privateKey: createPrivateKey(readFileSync(file(`${name}.key`))) });
 
 /** `openssl cms -decrypt` of DER CMS, or of an S/MIME message (`inform` SMIME), with the named recipient's key. */
 function opensslDecrypt(input: Buffer, recipient: string, inform: 'DER' | 'SMIME' = 'DER'): Buffer {
   return openssl('cms', '-decrypt', '-binary', '-inform', inform, '-in', temp(input), '-recip', `${recipient}.pem`, '-inkey', `${recipient}.key`);
 }
 
-function codeOf(f: () => unknown): ErrorCode | 'no error' {
-  try {
-    f();
-    return 'no error';
-  } catch (e) {
-    if (e instanceof PasserelleError) return e.code;
-    throw e;
-  }
-}
 
 beforeAll(() => {
-  dir = mkdtempSync(join(tmpdir(), 'smime-encrypt-'));
-  writeFileSync(file('ca.cnf'), CA_CONF);
-  writeFileSync(file('index.txt'), '');
-  writeFileSync(file('serial'), '2000\n');
-  openssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'ca.key', '-out', 'ca.pem', '-subj', '/CN=Test IGC CA', '-days', '3650',
-    '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign');
+  pki.init({ serial: '2000' });
   leaf('gateway', 'passerelle@dac.mssante.test');
   leaf('alice', 'alice.martin@cabinet.mssante.test');
   leaf('bob', 'bob.durand@clinique.mssante.test', { bits: 3072 });
@@ -96,9 +38,7 @@ beforeAll(() => {
   openssl('req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', 'ec.key', '-out', 'ec.pem', '-subj', '/CN=ec', '-days', '30');
 });
 
-afterAll(() => {
-  if (dir) rmSync(dir, { recursive: true, force: true });
-});
+afterAll(() => pki.remove());
 
 const CDA_MESSAGE = Buffer.from([
   'Content-Type: multipart/mixed; boundary="xdm"',

@@ -3,90 +3,22 @@
  * in a temp dir, messages encrypted and signed by openssl, opened by gateway/smime; and the
  * gateway's own signature checked by `openssl cms -verify`. No fixture files, nothing timed.
  */
-import { execFileSync } from 'node:child_process';
-import { constants, createPrivateKey, privateDecrypt, publicEncrypt, X509Certificate } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { constants, privateDecrypt, publicEncrypt } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PasserelleError, type ErrorCode } from '../../gateway/errors.js';
 import { decryptEnveloped, signDetached, TrustStore, verifySigned, type Identity } from '../../gateway/smime/index.js';
+import { testPki, yymmdd } from '../support/openssl-pki.js';
+import { codeOf } from '../support/rejection.js';
 
-let dir: string;
-const file = (name: string): string => join(dir, name);
-let counter = 0;
-
-function openssl(...args: string[]): Buffer {
-  return execFileSync('/usr/bin/openssl', args, { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
-}
-
-/** Writes bytes to a fresh temp file, returns its path. */
-function temp(bytes: Buffer | string): string {
-  const p = file(`t${counter++}`);
-  writeFileSync(p, bytes);
-  return p;
-}
-
-const CA_CONF = `
-[ ca ]
-default_ca = test_ca
-[ test_ca ]
-dir = .
-database = ./index.txt
-new_certs_dir = .
-certificate = ./ca.pem
-private_key = ./ca.key
-serial = ./serial
-default_md = sha256
-policy = any
-unique_subject = no
-default_days = 365
-default_crl_days = 30
-[ any ]
-commonName = supplied
-`;
-
-const yymmdd = (d: Date): string => d.toISOString().replace(/[-:T]/g, '').replace(/\.\d+Z$/, 'Z');
-
-interface LeafOptions {
-  email: string;
-  bits?: number;
-  keyUsage?: string;
-  extKeyUsage?: string;
-  notBefore?: Date;
-  notAfter?: Date;
-}
-
-/** A leaf certificate issued by the test CA with `openssl ca`. */
-function leaf(name: string, o: LeafOptions): void {
-  openssl('req', '-new', '-newkey', `rsa:${o.bits ?? 2048}`, '-nodes', '-keyout', `${name}.key`, '-subj', `/CN=${name}`, '-out', `${name}.csr`);
-  writeFileSync(file(`${name}.ext`), [
-    'basicConstraints = CA:FALSE',
-    `keyUsage = critical, ${o.keyUsage ?? 'digitalSignature, nonRepudiation, keyEncipherment'}`,
-    `extendedKeyUsage = ${o.extKeyUsage ?? 'emailProtection'}`,
-    'subjectKeyIdentifier = hash',
-    'authorityKeyIdentifier = keyid',
-    `subjectAltName = email:${o.email}`,
-  ].join('\n'));
-  const dates = o.notBefore && o.notAfter ? ['-startdate', yymmdd(o.notBefore), '-enddate', yymmdd(o.notAfter)] : ['-days', '365'];
-  openssl('ca', '-batch', '-config', 'ca.cnf', '-notext', '-in', `${name}.csr`, '-out', `${name}.pem`, '-extfile', `${name}.ext`, ...dates);
-}
-
-function identityOf(name: string): Identity {
-  return { certificate: new X509Certificate(readFileSync(file(`${name}.pem`))), privateKey: createPrivateKey(readFileSync(file(`${name}.key`))) };
-}
+const pki = testPki('smime-');
+const { file, openssl, temp, leaf, identityOf } = pki;
 
 const YEAR = 365 * 86_400_000;
 let trust: TrustStore;
 let gateway: Identity;
 
 beforeAll(() => {
-  dir = mkdtempSync(join(tmpdir(), 'smime-'));
-  writeFileSync(file('ca.cnf'), CA_CONF);
-  writeFileSync(file('index.txt'), '');
-  writeFileSync(file('serial'), '1000\n');
-  openssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'ca.key', '-out', 'ca.pem', '-subj', '/CN=Test IGC CA', '-days', '3650',
-    '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign');
+  pki.init();
   const now = Date.now();
   leaf('gateway', { email: 'passerelle@dac.mssante.test', keyUsage: 'digitalSignature, keyEncipherment' });
   leaf('other', { email: 'secretariat@hopital.mssante.test' });
@@ -108,9 +40,7 @@ beforeAll(() => {
   gateway = identityOf('gateway');
 });
 
-afterAll(() => {
-  if (dir) rmSync(dir, { recursive: true, force: true });
-});
+afterAll(() => pki.remove());
 
 // --- openssl front-ends -------------------------------------------------------------------
 
@@ -164,15 +94,6 @@ function smimeBody(mime: Buffer): Buffer {
   return Buffer.from(text.slice(text.indexOf('\r\n\r\n') + 4), 'base64');
 }
 
-function codeOf(f: () => unknown): ErrorCode | 'no error' {
-  try {
-    f();
-    return 'no error';
-  } catch (e) {
-    if (e instanceof PasserelleError) return e.code;
-    throw e;
-  }
-}
 
 function errorOf(f: () => unknown): PasserelleError {
   try {
