@@ -17,7 +17,7 @@ import type Database from 'better-sqlite3';
 import { openSqlite } from '../database.js';
 import type { ErrorCode } from '../../gateway/errors.js';
 import type { Claim, Entry, EntryState, HistoryEvent, Journal, NewEntry, Reopen, Transition } from './port.js';
-import { LeaseLostError } from './port.js';
+import { FINAL_STATES, LeaseLostError } from './port.js';
 import {
   ENTRY_COLUMNS,
   EVENT_COLUMNS,
@@ -201,6 +201,10 @@ export class SqliteJournal implements Journal {
   }
 
   record(claim: Claim, transition: Transition): Promise<Entry> {
+    // A stage passed on the way (not final, not a retry) needs no fsync of its own: a resumed entry
+    // starts again from its raw bytes anyway, and the next FULL commit (final state or retry) syncs
+    // the WAL with these frames in it — one append-only file shared by every connection.
+    const intermediate = transition.outcome === 'ok' && !FINAL_STATES.has(transition.state);
     return guarded(() =>
       this.write(() => {
         const { id } = claim.entry;
@@ -231,7 +235,7 @@ export class SqliteJournal implements Journal {
         }) as EntryRow;
         this.insertEvent(id, now, plan.event);
         return toEntry(row);
-      }),
+      }, intermediate ? 'NORMAL' : 'FULL'),
     );
   }
 
@@ -301,9 +305,19 @@ export class SqliteJournal implements Journal {
     });
   }
 
-  /** One `BEGIN IMMEDIATE` transaction: the write lock is held from the first read (see the file comment). */
-  private write<T>(work: () => T): T {
-    return this.db.transaction(work).immediate();
+  /**
+   * One `BEGIN IMMEDIATE` transaction: the write lock is held from the first read (see the file
+   * comment). `sync` FULL fsyncs the WAL at commit; NORMAL leaves that to the next FULL commit or
+   * checkpoint (sqlite.org/pragma.html#pragma_synchronous, WAL mode).
+   */
+  private write<T>(work: () => T, sync: 'FULL' | 'NORMAL' = 'FULL'): T {
+    if (sync === 'FULL') return this.db.transaction(work).immediate();
+    this.db.pragma('synchronous = NORMAL');
+    try {
+      return this.db.transaction(work).immediate();
+    } finally {
+      this.db.pragma('synchronous = FULL');
+    }
   }
 
   private insertEvent(id: string, at: string, event: EventValues): void {
