@@ -10,11 +10,12 @@ import { join } from 'node:path';
 import { ImapFlow } from 'imapflow';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { openJournal } from '../../adapters/journal/open.js';
-import type { Entry, Journal, NewEntry } from '../../adapters/journal/port.js';
+import type { Entry, Journal } from '../../adapters/journal/port.js';
 import { createLogger, type Logger } from '../../gateway/log.js';
 import { createImapPoller, JOURNALED_KEYWORD, OVERSIZE_KEYWORD, type ImapPoller, type MailboxConfig } from '../../gateway/mail/imap-poller.js';
 import { FilePollerState } from '../../gateway/mail/poller-state.js';
 import { makeTestPki, removeDovecotDir, startDovecot, type Dovecot } from '../support/dovecot.js';
+import { ControlledJournal } from '../support/controlled-journal.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'passerelle-imap-'));
 let dovecot: Dovecot;
@@ -123,35 +124,6 @@ function poller(options: { mailboxes: MailboxConfig[]; stateFile?: string; journ
   });
   running.push(p);
   return p;
-}
-
-/** A journal of our own port whose append fails on demand, or is held back. */
-class ControlledJournal {
-  failing = false;
-  appendCalls = 0;
-  private gate: Promise<void> = Promise.resolve();
-  private open: () => void = () => undefined;
-  constructor(readonly inner: Journal) {}
-  hold(): void {
-    this.gate = new Promise((resolve) => (this.open = resolve));
-  }
-  release(): void {
-    this.open();
-  }
-  readonly journal: Journal = new Proxy({} as Journal, {
-    get: (_t, prop: keyof Journal) => {
-      if (prop === 'append') {
-        return async (e: NewEntry): Promise<Entry> => {
-          this.appendCalls++;
-          await this.gate;
-          if (this.failing) throw new Error('disk full');
-          return await this.inner.append(e);
-        };
-      }
-      const v = this.inner[prop];
-      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(this.inner) : v;
-    },
-  });
 }
 
 async function until(check: () => Promise<boolean> | boolean, timeoutMs = 15_000): Promise<void> {

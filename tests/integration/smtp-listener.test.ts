@@ -14,10 +14,11 @@ import { runInNewContext } from 'node:vm';
 import { createTransport, type Transporter } from 'nodemailer';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openJournal } from '../../adapters/journal/open.js';
-import type { Entry, Journal, NewEntry } from '../../adapters/journal/port.js';
+import type { Journal } from '../../adapters/journal/port.js';
 import { silentLogger } from '../../gateway/log.js';
 import { createSmtpListener, headerValue, type SmtpListener } from '../../gateway/mail/smtp-listener.js';
 import { initDevPki, type DevPkiFiles } from '../../gateway/pki/dev-pki.js';
+import { ControlledJournal } from '../support/controlled-journal.js';
 import { REPO_ROOT } from '../support/corpus.js';
 
 const run = promisify(execFile);
@@ -43,36 +44,6 @@ afterAll(async () => {
 });
 
 const tlsFiles = (): { key: Buffer; cert: Buffer } => ({ key: readFileSync(pki.gateway.key), cert: readFileSync(pki.gateway.certificate) });
-
-/** A Journal that records when the real append committed, and can hold it back. */
-class WatchedJournal {
-  readonly committed = new Set<string>();
-  appendCalls = 0;
-  private gate: Promise<void> = Promise.resolve();
-  private open: () => void = () => undefined;
-  constructor(readonly inner: Journal) {}
-  hold(): void {
-    this.gate = new Promise((resolve) => (this.open = resolve));
-  }
-  release(): void {
-    this.open();
-  }
-  readonly journal: Journal = new Proxy({} as Journal, {
-    get: (_t, prop: keyof Journal) => {
-      if (prop === 'append') {
-        return async (e: NewEntry): Promise<Entry> => {
-          this.appendCalls++;
-          await this.gate;
-          const entry = await this.inner.append(e);
-          this.committed.add(entry.id);
-          return entry;
-        };
-      }
-      const v = this.inner[prop];
-      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(this.inner) : v;
-    },
-  });
-}
 
 async function startListener(options: { journal: Journal; maxBytes?: number; tls?: boolean; onAppended?: () => void }): Promise<number> {
   const listener = createSmtpListener({
@@ -222,7 +193,7 @@ async function bigClient(port: number, total: number): Promise<{ sent: number; r
 
 describe('SMTP listener', () => {
   it('accepts over STARTTLS, answers 250 only after the journal committed, one entry for several recipients', async () => {
-    const watched = new WatchedJournal(journal);
+    const watched = new ControlledJournal(journal);
     let woken = 0;
     const port = await startListener({ journal: watched.journal, onAppended: () => woken++ });
     watched.hold();
@@ -287,7 +258,7 @@ describe('SMTP listener', () => {
 
   it('refuses a 50 MB message with 552 while it streams, without holding it in memory', async () => {
     const maxBytes = 1024 * 1024;
-    const watched = new WatchedJournal(journal);
+    const watched = new ControlledJournal(journal);
     const port = await startListener({ journal: watched.journal, maxBytes });
     const ehlo = await RawClient.open(port);
     expect(await ehlo.command('EHLO probe.test')).toMatch(new RegExp(`250[- ]SIZE ${maxBytes}\\r?\\n`));
@@ -338,7 +309,7 @@ describe('SMTP listener', () => {
   });
 
   it('survives hostile clients: garbage, overlong lines, NULs, broken TLS, a message cut off', async () => {
-    const watched = new WatchedJournal(journal);
+    const watched = new ControlledJournal(journal);
     const port = await startListener({ journal: watched.journal });
 
     const c1 = await RawClient.open(port);
