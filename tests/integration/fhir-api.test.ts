@@ -21,15 +21,10 @@ import { authenticate, type ClientConfig } from '../../gateway/http/auth.js';
 import { errorHandler } from '../../gateway/http/errors.js';
 import { fhirRouter } from '../../gateway/http/fhir-router.js';
 import type { AppState } from '../../gateway/http/state.js';
-import { loadCorpus } from '../support/corpus.js';
+import { corpusDocument } from '../support/corpus.js';
 import { validateWithStructureDefinitions } from '../support/fhir-validator.js';
 
-const corpus = loadCorpus();
-const convert = (name: string): Bundle => {
-  const bytes = corpus.get(name);
-  if (!bytes) throw new Error(`CORPUS INCOMPLETE: ${name}`);
-  return convertCda(bytes).bundle;
-};
+const convert = (name: string): Bundle => convertCda(corpusDocument(name)).bundle;
 const BIO = convert('BIO-CR-BIO_2024.01_TSH_1.xml');
 const CSE = convert('CSE-MDE_2023.01.xml');
 

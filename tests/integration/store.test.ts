@@ -29,15 +29,10 @@ import { authenticate } from '../../gateway/http/auth.js';
 import { errorHandler } from '../../gateway/http/errors.js';
 import { fhirRouter } from '../../gateway/http/fhir-router.js';
 import type { AppState } from '../../gateway/http/state.js';
-import { loadCorpus } from '../support/corpus.js';
+import { corpusDocument } from '../support/corpus.js';
 import { validateWithStructureDefinitions } from '../support/fhir-validator.js';
 
-const corpus = loadCorpus();
-const convert = (name: string): Bundle => {
-  const bytes = corpus.get(name);
-  if (!bytes) throw new Error(`CORPUS INCOMPLETE: ${name}`);
-  return convertCda(bytes).bundle;
-};
+const convert = (name: string): Bundle => convertCda(corpusDocument(name)).bundle;
 /** Patient INS-NIR-TEST 1.2.250.1.213.1.4.10|279035121518989, PI urn:oid:1.2.3.4.567.8.9.10|1234567890121, LOINC 11502-2. */
 const BIO = convert('BIO-CR-BIO_2024.01_TSH_1.xml');
 /** Patient INS-NIR 1.2.250.1.213.1.4.8|222127505611201, PI urn:oid:1.2.3.4.5.6.7.8.9.10|1234567890121, LOINC 29274-8. */
