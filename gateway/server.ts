@@ -64,7 +64,9 @@ export async function start(config: Readonly<Config>, log: Logger = createLogger
   const store = await openStore({ database: config.database, fhirBaseUrl: config.store.fhirBaseUrl, ...(config.store.fhirToken ? { fhirToken: config.store.fhirToken } : {}) });
   const metrics = createMetrics(journal);
   let pipeline: Pipeline | undefined;
-  const app = buildApp(config, { journal, store, clients, log, metrics, srirFixture, rorFixture, onAppended: () => pipeline?.notify() });
+  /** Every door calls this after a commit: the local pipeline looks at once. */
+  const wake = (): void => pipeline?.notify();
+  const app = buildApp(config, { journal, store, clients, log, metrics, srirFixture, rorFixture, onAppended: wake });
 
   const handle = app.callback();
   // Koa's handler settles its own errors (errorHandler); the promise carries nothing to await.
@@ -105,34 +107,14 @@ export async function start(config: Readonly<Config>, log: Logger = createLogger
     pipeline.start();
   }
 
-  let smtp: ReturnType<typeof createSmtpListener> | undefined;
-  let smtpPort: number | undefined;
-  if (!config.store.storeOnly && config.smtp.port !== null && smime.certificate && smime.privateKey) {
-    smtp = createSmtpListener({
-      journal, domains: config.smtp.domains, maxBytes: config.smtp.maxBytes, log,
-      tls: { cert: readFileSync(smime.certificate), key: readFileSync(smime.privateKey) },
-      onAppended: () => pipeline?.notify(),
-    });
-    try {
-      smtpPort = await smtp.listen(config.smtp.port, config.http.host);
-    } catch (err) {
-      // Nothing may keep running half-started: the operator sees one clear failure.
-      await pipeline?.stop();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
-      await journal.close();
-      await store.close();
-      throw err;
-    }
-    log.info('smtp listening', { port: smtpPort });
-  }
-
   const imap = !config.store.storeOnly && config.imap.mailboxes.length
     ? createImapPoller({
-      journal, mailboxes: config.imap.mailboxes, log, onAppended: () => pipeline?.notify(),
+      journal, mailboxes: config.imap.mailboxes, log, onAppended: wake,
       state: FilePollerState.inDataDir(config.dataDir), intervalMs: config.imap.intervalMs, maxMessageBytes: config.imap.maxMessageBytes,
     })
     : undefined;
-  imap?.start();
+  /** Set once the SMTP listener listens. */
+  let smtp: ReturnType<typeof createSmtpListener> | undefined;
 
   let closing: Promise<void> | undefined;
   const close = (): Promise<void> => (closing ??= (async () => {
@@ -148,6 +130,23 @@ export async function start(config: Readonly<Config>, log: Logger = createLogger
     await store.close();
     log.info('stopped');
   })());
+
+  let smtpPort: number | undefined;
+  if (!config.store.storeOnly && config.smtp.port !== null && smime.certificate && smime.privateKey) {
+    const listener = createSmtpListener({
+      journal, domains: config.smtp.domains, maxBytes: config.smtp.maxBytes, log, onAppended: wake,
+      tls: { cert: readFileSync(smime.certificate), key: readFileSync(smime.privateKey) },
+    });
+    try {
+      smtpPort = await listener.listen(config.smtp.port, config.http.host);
+    } catch (err) {
+      await close(); // nothing may keep running half-started: the operator sees one clear failure
+      throw err;
+    }
+    smtp = listener;
+    log.info('smtp listening', { port: smtpPort });
+  }
+  imap?.start();
 
   return { url: self, port, smtpPort, journal, store, pipeline, close };
 }
