@@ -6,7 +6,8 @@
  * attachments, also inside forwarded messages (DOMAIN.md §2).
  */
 import { PasserelleError } from '../errors.js';
-import { describeSecurity, findAttachments, headerValue, parseMessage, canonicalCrlf, type MimePart } from '../mail/mime.js';
+import { mailboxes } from '../mail/mdn.js';
+import { canonicalCrlf, describeSecurity, findAttachments, headerValue, parseMessage, type MimePart } from '../mail/mime.js';
 import { readMssHeaders, type MssHeaders } from '../mail/mss-headers.js';
 import { readXdm } from '../mail/xdm.js';
 import { decryptEnveloped, verifySigned, type Identity, type TrustStore } from '../smime/index.js';
@@ -34,19 +35,14 @@ export interface MailWork extends EntryWork {
 /** S/MIME layers are nested at most this deep (signed then encrypted then signed…). */
 const MAX_LAYERS = 4;
 
-/** The bare address of a From header (RFC 5322 §3.4: `name <addr>` or `addr`). */
-function bareAddress(from: string | undefined): string {
-  const m = /<([^<>\s]+@[^<>\s]+)>/.exec(from ?? '') ?? /([^\s<>,;"]+@[^\s<>,;"]+)/.exec(from ?? '');
-  return (m?.[1] ?? '').toLowerCase();
-}
-
 export function unwrapStage(security: MailSecurity): Stage {
   return {
     name: 'unwrap',
     reached: 'unwrapped',
     run(work: MailWork) {
       const root = parseMessage(work.raw);
-      const from = bareAddress(headerValue(root, 'from'));
+      // The bare From address (RFC 5322 §3.4), lower-cased: compared with the signer's certificate and the policy's domains.
+      const from = (mailboxes(headerValue(root, 'from') ?? '')[0] ?? '').toLowerCase();
       const receivedAt = new Date();
       let current = root;
       let encrypted = false;
@@ -62,20 +58,19 @@ export function unwrapStage(security: MailSecurity): Stage {
           continue;
         }
         if (!security.trust) throw new PasserelleError('SMIME_SIGNER_NOT_TRUSTED', 'no trust anchors are configured (smime.trustAnchors)');
+        // multipart/signed: the signature covers the first part's exact bytes (RFC 8551 §3.5);
+        // opaque signed-data carries its content inside (§3.4).
+        let signed: MimePart | undefined;
+        let signature = outer.part.content;
         if (outer.kind === 'multipart-signed') {
           if (outer.problem || !outer.content || !outer.signature) throw new PasserelleError('SMIME_MALFORMED', outer.problem ?? 'multipart/signed without its two parts');
-          const verdict = verifySigned({ der: outer.signature.content, detachedContent: canonicalCrlf(outer.content.raw) }, security.trust, { from, at: receivedAt });
-          if (!verdict.ok) throw new PasserelleError(verdict.code, verdict.detail);
-          signer = verdict.signer.email;
-          signerCertificate = verdict.signer.certificate.toString();
-          current = outer.content;
-        } else {
-          const verdict = verifySigned({ der: outer.part.content }, security.trust, { from, at: receivedAt });
-          if (!verdict.ok) throw new PasserelleError(verdict.code, verdict.detail);
-          signer = verdict.signer.email;
-          signerCertificate = verdict.signer.certificate.toString();
-          current = parseMessage(verdict.content);
+          [signed, signature] = [outer.content, outer.signature.content];
         }
+        const verdict = verifySigned({ der: signature, ...(signed ? { detachedContent: canonicalCrlf(signed.raw) } : {}) }, security.trust, { from, at: receivedAt });
+        if (!verdict.ok) throw new PasserelleError(verdict.code, verdict.detail);
+        signer = verdict.signer.email;
+        signerCertificate = verdict.signer.certificate.toString();
+        current = signed ?? parseMessage(verdict.content);
       }
       const domain = from.split('@')[1] ?? '';
       const plainAllowed = security.policy.plainDomains.some((d) => d.toLowerCase() === domain);
