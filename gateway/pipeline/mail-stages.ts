@@ -6,12 +6,13 @@
  * attachments, also inside forwarded messages (DOMAIN.md §2).
  */
 import { PasserelleError } from '../errors.js';
+import { insIdentifiers } from '../identity/traits.js';
 import { mailboxes } from '../mail/mdn.js';
 import { canonicalCrlf, describeSecurity, findAttachments, headerValue, parseMessage, type MimePart } from '../mail/mime.js';
 import { readMssHeaders, type MssHeaders } from '../mail/mss-headers.js';
 import { readXdm } from '../mail/xdm.js';
 import { decryptEnveloped, verifySigned, type Identity, type TrustStore } from '../smime/index.js';
-import type { EntryWork, Stage } from './stages.js';
+import { patientOf, type EntryWork, type Stage } from './stages.js';
 
 export interface SmimePolicy {
   requireSignature: boolean;
@@ -110,9 +111,6 @@ export const extractStage: Stage = {
   },
 };
 
-/** INS identifier systems (DOMAIN.md §5): NIR, NIA, and the test and demonstration NIRs. */
-const INS_SYSTEMS = new Set(['urn:oid:1.2.250.1.213.1.4.8', 'urn:oid:1.2.250.1.213.1.4.9', 'urn:oid:1.2.250.1.213.1.4.10', 'urn:oid:1.2.250.1.213.1.4.11']);
-
 /**
  * The MSSanté headers are the sender's summary of the documents (DOMAIN.md §2: "never trust them:
  * recompute from the CDA and flag disagreement"): `X-MSS-CODECDA` against the documents' type
@@ -130,7 +128,10 @@ export const crossCheckStage: Stage = {
       if (mss.codeCda.length && [...new Set(types)].sort().join(',') !== [...new Set(mss.codeCda)].sort().join(',')) {
         warnings.push({ header: 'X-MSS-CODECDA', declared: mss.codeCda.join(','), found: types.join(',') });
       }
-      const hasIns = work.documents.some((d) => d.bundle?.entry?.some((e) => e.resource?.resourceType === 'Patient' && (e.resource.identifier ?? []).some((i) => INS_SYSTEMS.has(i.system ?? ''))));
+      const hasIns = work.documents.some((d) => {
+        const patient = patientOf(d.bundle);
+        return patient !== undefined && insIdentifiers(patient).length > 0;
+      });
       if (mss.ins && (mss.ins === 'O') !== hasIns) warnings.push({ header: 'X-MSS-INS', declared: mss.ins, found: hasIns ? 'O' : 'N' });
     }
     return Promise.resolve({ mssWarnings: warnings });

@@ -60,10 +60,14 @@ const need = (doc: DocumentItem): Bundle => {
 /** The journal's view of the documents, after a stage updated their `info`. */
 const documentsResult = (work: EntryWork): Record<string, unknown> => ({ documents: work.documents.map((d) => ({ source: d.source, ...d.info })) });
 
+/** The document's patient (a document Bundle has one). */
+export function patientOf(bundle: Bundle | undefined): Patient | undefined {
+  return bundle?.entry?.find((e) => e.resource?.resourceType === 'Patient')?.resource as Patient | undefined;
+}
+
 /** The patient's identifiers as `system|value`, to tell whether two documents are about one patient. */
 function patientKeys(bundle: Bundle): string[] {
-  const patient = bundle.entry?.find((e) => e.resource?.resourceType === 'Patient')?.resource as Patient | undefined;
-  return (patient?.identifier ?? []).filter((i) => i.system && i.value).map((i) => `${i.system ?? ''}|${i.value ?? ''}`);
+  return (patientOf(bundle)?.identifier ?? []).filter((i) => i.system && i.value).map((i) => `${i.system ?? ''}|${i.value ?? ''}`);
 }
 
 export const DOCUMENT_STAGES: readonly Stage[] = [
