@@ -60,14 +60,14 @@ export function buildApp(config: Readonly<Config>, deps: AppDeps): Koa<AppState>
   const baseUrl = (ctx: Koa.Context): string => config.http.publicUrl?.replace(/\/$/, '') ?? `${ctx.protocol}://${ctx.host}`;
   const routers: Router<AppState>[] = [
     opsRouter({ journal: deps.journal, store: deps.store, metrics, publicMetrics: config.http.publicMetrics }),
-    fhirRouter({ store: deps.store, baseUrl, storeOnly: config.store.storeOnly }) as unknown as Router<AppState>,
+    fhirRouter({ store: deps.store, baseUrl, storeOnly: config.store.storeOnly }),
   ];
   if (!config.store.storeOnly) {
     routers.push(
       intakeRouter({ journal: deps.journal, maxBodyBytes: config.http.maxBodyBytes, onAppended }),
       messagesRouter({ journal: deps.journal, onAppended }),
-      createSrirMock(deps.srirFixture, '/fixtures/srir/fhir') as unknown as Router<AppState>,
-      createRorMock(deps.rorFixture, '/fixtures/ror/fhir') as unknown as Router<AppState>,
+      createSrirMock(deps.srirFixture, '/fixtures/srir/fhir'),
+      createRorMock(deps.rorFixture, '/fixtures/ror/fhir'),
     );
   }
   for (const router of routers) app.use(router.routes()).use(router.allowedMethods());
