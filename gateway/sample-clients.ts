@@ -8,15 +8,16 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Bundle, Organization } from '@medplum/fhirtypes';
 import type { ClientConfig } from './http/auth.js';
+import { isDac } from './routing/route.js';
 
 const token = (): string => randomBytes(24).toString('base64url');
 
-/** DAC/PTA organizations: ROR category 606 (TRE-R66 CategorieEtablissement) on Organization.type. */
+/** DAC/PTA organizations, as routing recognises them. */
 function dacOrganizations(ror: Bundle): Organization[] {
   return (ror.entry ?? [])
     .map((e) => e.resource)
     .filter((r): r is Organization => r?.resourceType === 'Organization')
-    .filter((o) => (o.type ?? []).some((t) => (t.coding ?? []).some((c) => c.code === '606')));
+    .filter(isDac);
 }
 
 export function sampleClients(dataDir: string, ror: Bundle): { clients: ClientConfig[]; created: boolean; file: string } {

@@ -170,7 +170,8 @@ function identifierForms(identifiers: readonly Identifier[] | undefined): string
   return forms;
 }
 
-const isDac = (o: Organization): boolean => (o.type ?? []).some((t) => (t.coding ?? []).some((c) => c.code === '606' && (!c.system || /R66-CategorieEtablissement|J55-CategorieEG-ROR/.test(c.system))));
+/** A DAC organization: TRE-R66 category 606 on Organization.type. */
+export const isDac = (o: Organization): boolean => (o.type ?? []).some((t) => (t.coding ?? []).some((c) => c.code === '606' && (!c.system || /R66-CategorieEtablissement|J55-CategorieEG-ROR/.test(c.system))));
 
 async function findDac(ror: Directory, codes: CommuneCodes): Promise<DacChoice> {
   const levels: [RoutingLevel, string[]][] = [
