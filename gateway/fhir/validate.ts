@@ -29,11 +29,11 @@
  * each resource against the compiled definition of its own resourceType. Everything is compiled
  * lazily, once per process. `allErrors` is off: each resource reports its first problem only.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { Ajv, type AnySchemaObject, type ErrorObject, type ValidateFunction } from 'ajv';
+import { packageFile } from '../util/package-root.js';
 
 export interface SchemaIssue { path: string; message: string }
 
@@ -51,18 +51,6 @@ interface Validators {
 }
 
 let validators: Validators | undefined;
-
-/** Finds the package root (package.json + schemas/) above this file: works from gateway/fhir and dist/gateway/fhir. */
-function schemaPath(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (;;) {
-    const candidate = join(dir, SCHEMA_FILE);
-    if (existsSync(join(dir, 'package.json')) && existsSync(candidate)) return candidate;
-    const parent = dirname(dir);
-    if (parent === dir) throw new Error(`${SCHEMA_FILE} not found above ${fileURLToPath(import.meta.url)}`);
-    dir = parent;
-  }
-}
 
 function isObject(value: unknown): value is JsonObject {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
@@ -98,7 +86,7 @@ function shellSchema(definitions: JsonObject, schemaId: string): AnySchemaObject
 
 function load(): Validators {
   if (validators) return validators;
-  const schema = JSON.parse(readFileSync(schemaPath(), 'utf8')) as JsonObject;
+  const schema = JSON.parse(readFileSync(packageFile(SCHEMA_FILE), 'utf8')) as JsonObject;
   const schemaId = schema.$id as string;
   const definitions = schema.definitions as JsonObject;
   const resourceList = (definitions.ResourceList as { oneOf: { $ref: string }[] }).oneOf;
