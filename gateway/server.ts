@@ -144,7 +144,6 @@ export async function start(config: Readonly<Config>, log: Logger = createLogger
       throw err;
     }
     smtp = listener;
-    log.info('smtp listening', { port: smtpPort });
   }
   imap?.start();
 
