@@ -12,10 +12,12 @@
  * once with the larger PDF of DOC_NON_STRUCTURE (≈ 460 KB); and one message carrying a 25 MB
  * PDF-like entry, for the peak RSS.
  *
+ * The mock SRIR and ROR run in a process of their own (see startNeighbours), as the real ones would.
  * Per kind: per-stage mean costs from `passerelle_stage_duration_seconds` (sum/count, diffed
  * around the measured run so that the warm-up does not count), the gateway's CPU time
- * (/proc/<pid>/stat) and its peak RSS (VmHWM).
- * Environment: PASSERELLE_BENCH_MESSAGES (measured messages per kind, default 200).
+ * (/proc/<pid>/stat; the neighbours' beside it) and its peak RSS (VmHWM).
+ * Environment: PASSERELLE_BENCH_MESSAGES (measured messages per kind, default 200);
+ * PASSERELLE_BENCH_MAIL_KINDS (comma-separated keys among ldl, bio, biopdf, big; default all).
  */
 import { spawn, execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -33,6 +35,8 @@ const execFileAsync = promisify(execFile);
 
 /** Measured messages per kind. */
 const MESSAGES = positiveInt(process.env.PASSERELLE_BENCH_MESSAGES, 200);
+/** The kinds to measure (keys below), all by default. */
+const KINDS = new Set((process.env.PASSERELLE_BENCH_MAIL_KINDS ?? 'ldl,bio,biopdf,big').split(',').map((k) => k.trim()));
 /** Messages sent and delivered before measuring: JIT, TLS sessions, SQLite page cache. */
 const WARMUP = 16;
 /** Concurrent SMTP connections, each sending its messages one after the other (an MTA's parallel deliveries). */
@@ -204,8 +208,8 @@ interface Gateway {
 /** Log lines kept for a post-mortem. */
 const LOG_TAIL_BYTES = 8192;
 
-/** As bench/gateway.ts, waiting for the SMTP port too (logged after the HTTP "listening" line). */
-async function startGateway(configFile: string): Promise<Gateway> {
+/** As bench/gateway.ts, waiting for the SMTP port too (logged after the HTTP "listening" line) unless `smtp` is false. */
+async function startGateway(configFile: string, smtp = true): Promise<Gateway> {
   const child = spawn(process.execPath, [join(packageRoot(), 'bin', 'passerelle.js'), 'start', '--config', configFile], { stdio: ['ignore', 'pipe', 'inherit'] });
   let ended: string | undefined;
   let stopping = false;
@@ -221,10 +225,10 @@ async function startGateway(configFile: string): Promise<Gateway> {
       tail = (tail + chunk.toString('utf8')).slice(-LOG_TAIL_BYTES);
       if (found) return;
       const http = /"msg":"listening","port":(\d+)/.exec(tail)?.[1];
-      const smtp = /"msg":"smtp listening","port":(\d+)/.exec(tail)?.[1];
-      if (http && smtp) {
+      const smtpPort = smtp ? /"msg":"smtp listening","port":(\d+)/.exec(tail)?.[1] : '0';
+      if (http && smtpPort) {
         found = true;
-        resolve({ http, smtp });
+        resolve({ http, smtp: smtpPort });
       }
     });
     void exited.then(() => reject(new BenchSetupError(`the gateway exited before listening on HTTP and SMTP (${ended ?? '?'}):\n${tail}`)));
@@ -357,6 +361,21 @@ interface Run {
   dir: string;
   pki: DevPkiFiles;
   ca: Buffer;
+  /** The process serving the mock SRIR and ROR to the measured gateway. */
+  neighbours: Gateway;
+}
+
+/**
+ * A second passerelle with no pipeline and no SMTP, serving only its built-in mock SRIR and ROR:
+ * the identity server and the directory are remote services in any deployment, so their work
+ * stays out of the measured process (which still pays for its side of every call over HTTP).
+ */
+async function startNeighbours(dir: string): Promise<Gateway> {
+  const dataDir = join(dir, 'data-neighbours');
+  mkdirSync(dataDir);
+  const configFile = join(dataDir, 'config.json');
+  writeFileSync(configFile, JSON.stringify({ http: { port: 0, host: '127.0.0.1' }, smtp: { port: null }, dataDir, log: { level: 'info' }, pipeline: { concurrency: 0 } }));
+  return startGateway(configFile, false);
 }
 
 async function withGateway<T>(run: Run, name: string, smtpMaxBytes: number, body: (gateway: Gateway, transport: Transport) => Promise<T>): Promise<T> {
@@ -366,6 +385,8 @@ async function withGateway<T>(run: Run, name: string, smtpMaxBytes: number, body
   writeFileSync(configFile, JSON.stringify({
     http: { port: 0, host: '127.0.0.1' },
     smtp: { port: 0, domains: ['passerelle.test'], maxBytes: smtpMaxBytes },
+    srir: { baseUrl: `${run.neighbours.url}/fixtures/srir/fhir` },
+    ror: { baseUrl: `${run.neighbours.url}/fixtures/ror/fhir` },
     smime: { certificate: run.pki.gateway.certificate, privateKey: run.pki.gateway.key, trustAnchors: [run.pki.ca.certificate], crls: [run.pki.crl] },
     // pollMs left at its default (500), unlike bench/gateway.ts (20): appends wake the loops anyway,
     // and idle loops polling every 20 ms re-read the row of the entry in flight, raw bytes included
@@ -402,12 +423,14 @@ async function throughput(run: Run, kind: Kind): Promise<BenchResult> {
     await sendAll(transport, warm);
     const before = await waitDelivered(gateway.url, WARMUP);
     const cpuBefore = cpuSeconds(gateway.pid);
+    const neighboursCpuBefore = cpuSeconds(run.neighbours.pid);
     const started = performance.now();
     const latencies = await sendAll(transport, measured);
     const intakeSeconds = (performance.now() - started) / 1000;
     const after = await waitDelivered(gateway.url, WARMUP + MESSAGES);
     const elapsed = (performance.now() - started) / 1000;
     const cpu = cpuSeconds(gateway.pid) - cpuBefore;
+    const neighboursCpu = cpuSeconds(run.neighbours.pid) - neighboursCpuBefore;
     const stages = stageMeans(before, after);
     const perSecond = round(MESSAGES / elapsed, 1);
     return {
@@ -418,7 +441,7 @@ async function throughput(run: Run, kind: Kind): Promise<BenchResult> {
       ...(kind.target !== undefined ? { target: kind.target, meetsTarget: perSecond >= kind.target } : {}),
       stages, stagesTotalMs: round(Object.values(stages).reduce((a, b) => a + b, 0), 3),
       intakeSeconds: round(intakeSeconds, 3), elapsedSeconds: round(elapsed, 3),
-      gatewayCpuSeconds: round(cpu, 2), messagesPerCpuSecond: cpu > 0 ? round(MESSAGES / cpu, 1) : null,
+      gatewayCpuSeconds: round(cpu, 2), messagesPerCpuSecond: cpu > 0 ? round(MESSAGES / cpu, 1) : null, neighboursCpuSeconds: round(neighboursCpu, 2),
       smtpConnections: SMTP_CONNECTIONS, pipelineConcurrency: PIPELINE_CONCURRENCY, buildSeconds: round(buildSeconds, 1),
     };
   });
@@ -486,11 +509,16 @@ export async function run(): Promise<BenchResult[]> {
   const dir = mkdtempSync(join(tmpdir(), 'passerelle-bench-mail-'));
   try {
     const pki = (await initDevPki(join(dir, 'pki'))).files;
-    const r: Run = { dir, pki, ca: readFileSync(pki.ca.certificate) };
-    const results: BenchResult[] = [];
-    for (const kind of kinds) results.push(await throughput(r, kind));
-    results.push(await peakRss(r, kinds[1] as Kind));
-    return results;
+    const neighbours = await startNeighbours(dir);
+    try {
+      const r: Run = { dir, pki, ca: readFileSync(pki.ca.certificate), neighbours };
+      const results: BenchResult[] = [];
+      for (const kind of kinds) if (KINDS.has(kind.key)) results.push(await throughput(r, kind));
+      if (KINDS.has('big')) results.push(await peakRss(r, kinds[1] as Kind));
+      return results;
+    } finally {
+      await neighbours.stop();
+    }
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

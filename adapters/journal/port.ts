@@ -83,6 +83,8 @@ export interface Transition {
   result?: Record<string, unknown>;
   /** For outcome 'retry': when the entry may be claimed again. The lease is released. */
   notBefore?: Date;
+  /** When it happened (the history's `at`), when not at the commit: a stage passed earlier in the attempt. */
+  at?: Date;
 }
 
 export interface Reopen {
@@ -118,8 +120,11 @@ export interface Journal {
   /**
    * One transaction: state, error, result merge, history event. Throws LeaseLostError if the lease
    * is no longer ours. A final state, or a retry, releases the lease; otherwise the lease is kept.
+   * `passed` are stages the attempt went through before `transition`, applied first in the same
+   * transaction (their results merged, their events in order): one commit per attempt rather than
+   * one per stage, since a resumed entry starts again from its raw bytes anyway.
    */
-  record(claim: Claim, transition: Transition): Promise<Entry>;
+  record(claim: Claim, transition: Transition, passed?: readonly Transition[]): Promise<Entry>;
   /** Gives the lease up without changing anything (graceful shutdown). */
   release(claim: Claim): Promise<void>;
   /** Operator action: back to 'received', attempts 0, error cleared, lease dropped; history records who and why. Throws PasserelleError STATE_CONFLICT for a non-final entry, NOT_FOUND for an unknown one. */

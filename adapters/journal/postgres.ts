@@ -86,7 +86,7 @@ CREATE TABLE IF NOT EXISTS journal_history (
 
 const INSERT_EVENT = `
 INSERT INTO journal_history (entry_id, seq, state, at, outcome, stage, duration_ms, error_code, detail, actor)
-SELECT $1, coalesce(max(seq), 0) + 1, $2, now(), $3, $4, $5::double precision, $6, $7, $8
+SELECT $1, coalesce(max(seq), 0) + 1, $2, coalesce($9::timestamptz, now()), $3, $4, $5::double precision, $6, $7, $8
 FROM journal_history WHERE entry_id = $1`;
 
 const LEASE_UNTIL = `now() + $2::double precision * interval '1 millisecond'`;
@@ -187,7 +187,7 @@ export class PostgresJournal implements Journal {
     });
   }
 
-  record(claim: Claim, transition: Transition): Promise<Entry> {
+  record(claim: Claim, transition: Transition, passed: readonly Transition[] = []): Promise<Entry> {
     return guarded(() =>
       this.transaction(async (client) => {
         const { id } = claim.entry;
@@ -196,7 +196,7 @@ export class PostgresJournal implements Journal {
           [id, claim.token],
         );
         if (held.rows[0] === undefined) throw new LeaseLostError(id);
-        const plan = planTransition(held.rows[0].result, transition);
+        const plan = planTransition(held.rows[0].result, transition, passed);
         const release = plan.releaseLease;
         const { rows } = await client.query<EntryRow>(
           `UPDATE journal_entries
@@ -209,7 +209,7 @@ export class PostgresJournal implements Journal {
            RETURNING ${ENTRY_COLUMNS}`,
           [id, plan.state, plan.errorCode, plan.error, plan.result, plan.notBefore, release],
         );
-        await insertEvent(client, id, plan.event);
+        for (const event of plan.events) await insertEvent(client, id, event);
         return toEntry(one(rows));
       }),
     );
@@ -300,7 +300,7 @@ export class PostgresJournal implements Journal {
 }
 
 async function insertEvent(client: pg.PoolClient, id: string, e: EventValues): Promise<void> {
-  await client.query(INSERT_EVENT, [id, e.state, e.outcome, e.stage, e.durationMs, e.errorCode, e.detail, e.actor]);
+  await client.query(INSERT_EVENT, [id, e.state, e.outcome, e.stage, e.durationMs, e.errorCode, e.detail, e.actor, e.at ?? null]);
 }
 
 /** The row a RETURNING clause on a row we hold locked must give back. */

@@ -74,6 +74,8 @@ export interface EventValues {
   errorCode: ErrorCode | null;
   detail: string | null;
   actor: string | null;
+  /** ISO instant; absent or null: the commit's. */
+  at?: string | null;
 }
 
 export function newEntryId(): string {
@@ -161,30 +163,33 @@ export interface TransitionPlan {
   /** null: leave not_before as it is. */
   notBefore: Date | null;
   releaseLease: boolean;
-  event: EventValues;
+  /** The history events, in order: those of the stages passed, then the transition's. */
+  events: EventValues[];
 }
 
-/** What record() writes, given the entry's current result. */
-export function planTransition(current: Record<string, unknown>, t: Transition): TransitionPlan {
+/** What record() writes, given the entry's current result: the last transition sets the row, every one adds its event and result. */
+export function planTransition(current: Record<string, unknown>, t: Transition, passed: readonly Transition[] = []): TransitionPlan {
   // Every transition sets the error columns: an 'ok' after a retry clears the transient error.
   const errorCode = t.errorCode ?? null;
+  const all = [...passed, t];
   return {
     state: t.state,
     errorCode,
     error: errorCode === null ? null : cleanText(t.detail ?? ERROR_CATALOGUE[errorCode].message),
-    result: jsonText({ ...current, ...t.result }),
+    result: jsonText(Object.assign({}, current, ...all.map((x) => x.result))),
     // A retry without notBefore keeps the old one, already past since the entry was claimable.
     notBefore: t.notBefore ?? null,
     releaseLease: FINAL_STATES.has(t.state) || t.outcome === 'retry',
-    event: {
-      state: t.state,
-      outcome: t.outcome,
-      stage: cleanText(t.stage),
-      durationMs: t.durationMs ?? null,
-      errorCode,
-      detail: cleanNullable(t.detail),
+    events: all.map((x) => ({
+      state: x.state,
+      outcome: x.outcome,
+      stage: cleanText(x.stage),
+      durationMs: x.durationMs ?? null,
+      errorCode: x.errorCode ?? null,
+      detail: cleanNullable(x.detail),
       actor: null,
-    },
+      at: x.at?.toISOString() ?? null,
+    })),
   };
 }
 

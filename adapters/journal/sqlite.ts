@@ -17,7 +17,7 @@ import type Database from 'better-sqlite3';
 import { openSqlite } from '../database.js';
 import type { ErrorCode } from '../../gateway/errors.js';
 import type { Claim, Entry, EntryState, HistoryEvent, Journal, NewEntry, Reopen, Transition } from './port.js';
-import { FINAL_STATES, LeaseLostError } from './port.js';
+import { LeaseLostError } from './port.js';
 import {
   ENTRY_COLUMNS,
   EVENT_COLUMNS,
@@ -200,11 +200,7 @@ export class SqliteJournal implements Journal {
     );
   }
 
-  record(claim: Claim, transition: Transition): Promise<Entry> {
-    // A stage passed on the way (not final, not a retry) needs no fsync of its own: a resumed entry
-    // starts again from its raw bytes anyway, and the next FULL commit (final state or retry) syncs
-    // the WAL with these frames in it — one append-only file shared by every connection.
-    const intermediate = transition.outcome === 'ok' && !FINAL_STATES.has(transition.state);
+  record(claim: Claim, transition: Transition, passed: readonly Transition[] = []): Promise<Entry> {
     return guarded(() =>
       this.write(() => {
         const { id } = claim.entry;
@@ -212,7 +208,7 @@ export class SqliteJournal implements Journal {
           | { result: string }
           | undefined;
         if (held === undefined) throw new LeaseLostError(id);
-        const plan = planTransition(JSON.parse(held.result) as Record<string, unknown>, transition);
+        const plan = planTransition(JSON.parse(held.result) as Record<string, unknown>, transition, passed);
         const now = new Date().toISOString();
         const row = this.sql(
           `UPDATE journal_entries
@@ -233,9 +229,9 @@ export class SqliteJournal implements Journal {
           now,
           release: plan.releaseLease ? 1 : 0,
         }) as EntryRow;
-        this.insertEvent(id, now, plan.event);
+        for (const event of plan.events) this.insertEvent(id, now, event);
         return toEntry(row);
-      }, intermediate ? 'NORMAL' : 'FULL'),
+      }),
     );
   }
 
@@ -305,23 +301,13 @@ export class SqliteJournal implements Journal {
     });
   }
 
-  /**
-   * One `BEGIN IMMEDIATE` transaction: the write lock is held from the first read (see the file
-   * comment). `sync` FULL fsyncs the WAL at commit; NORMAL leaves that to the next FULL commit or
-   * checkpoint (sqlite.org/pragma.html#pragma_synchronous, WAL mode).
-   */
-  private write<T>(work: () => T, sync: 'FULL' | 'NORMAL' = 'FULL'): T {
-    if (sync === 'FULL') return this.db.transaction(work).immediate();
-    this.db.pragma('synchronous = NORMAL');
-    try {
-      return this.db.transaction(work).immediate();
-    } finally {
-      this.db.pragma('synchronous = FULL');
-    }
+  /** One `BEGIN IMMEDIATE` transaction: the write lock is held from the first read (see the file comment). */
+  private write<T>(work: () => T): T {
+    return this.db.transaction(work).immediate();
   }
 
-  private insertEvent(id: string, at: string, event: EventValues): void {
-    this.sql(INSERT_EVENT).run({ id, at, ...event });
+  private insertEvent(id: string, now: string, event: EventValues): void {
+    this.sql(INSERT_EVENT).run({ id, ...event, at: event.at ?? now });
   }
 
   private sql(text: string): Database.Statement {

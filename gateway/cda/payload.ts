@@ -5,7 +5,9 @@
  */
 import { attr, type XElement } from './xml.js';
 
-const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
+/** The base64 alphabet (RFC 4648 §4) by character code. */
+const BASE64_ALPHABET = new Uint8Array(128);
+for (const c of 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/') BASE64_ALPHABET[c.charCodeAt(0)] = 1;
 
 export interface Payload {
   contentType: string;
@@ -23,8 +25,22 @@ export function readPayload(value: XElement): Payload | undefined {
     return t ? { contentType, data: Buffer.from(t, 'utf8').toString('base64') } : undefined;
   }
   const data = raw.replace(/\s+/g, '');
-  if (!data || data.length % 4 !== 0 || !BASE64.test(data)) return undefined;
-  return { contentType, data };
+  return isBase64(data) ? { contentType, data } : undefined;
+}
+
+/**
+ * Non-empty, a multiple of 4 long, the alphabet then at most two `=`. A loop over character codes:
+ * the equivalent regular expression cost a millisecond per PDF-sized payload.
+ */
+function isBase64(data: string): boolean {
+  if (!data || data.length % 4 !== 0) return false;
+  let end = data.length;
+  if (data.charCodeAt(end - 1) === 0x3d) end -= data.charCodeAt(end - 2) === 0x3d ? 2 : 1;
+  for (let i = 0; i < end; i++) {
+    const c = data.charCodeAt(i);
+    if (c >= 128 || BASE64_ALPHABET[c] !== 1) return false;
+  }
+  return true;
 }
 
 /** A PDF starts with `%PDF-` once decoded (ISO 32000-1 §7.5.2). */

@@ -30,6 +30,7 @@ import type { Bundle, Composition, Extension, Identifier, Patient } from '@medpl
 import type { IdentityServer } from '../../adapters/srir/port.js';
 import { V2_0203 } from '../cda/terminology.js';
 import { PasserelleError, type ErrorCode } from '../errors.js';
+import { copyJson } from '../util/copy-json.js';
 import { checkInsKey } from './ins.js';
 import {
   compareTraits, extractIdentityStatus, extractIns, extractTraits, IDENTITY_RELIABILITY_URL, INS_SYSTEMS, normaliseTraits,
@@ -78,7 +79,7 @@ type Decision =
   | { kind: 'prov'; reason: string };
 
 export async function identify(bundle: Bundle, srir: IdentityServer, options: IdentifyOptions): Promise<{ bundle: Bundle; outcome: IdentifyOutcome }> {
-  const out = structuredClone(bundle);
+  const out = copyJson(bundle);
   const patient = documentPatient(out);
   let decision: Decision;
   try {

@@ -13,7 +13,7 @@
  * checked against its `hash` and `size` slots (ITI TF-3 §4.2.3.2, DocumentEntry.hash and .size).
  */
 import { createHash } from 'node:crypto';
-import { crc32 } from 'node:zlib';
+import { crc32, inflateRawSync } from 'node:zlib';
 import yauzl, { type Entry, type ZipFile } from 'yauzl';
 import { PasserelleError } from '../errors.js';
 import { parseXml, type XElement } from '../cda/xml.js';
@@ -317,12 +317,57 @@ function safeName(name: string): string {
   return JSON.stringify(name.replace(/[\u0000-\u001f\u007f]/g, '?').slice(0, 120));
 }
 
+/** Entries declared this small are inflated in one synchronous call (see inflate()). */
+const SYNC_INFLATE_BYTES = 4 * 1024 * 1024;
+
 /**
- * Inflates one entry into memory, stopping the stream as soon as it passes its declared size,
- * the per-entry limit, the remaining total budget or the ratio limit: only what was allowed is
- * ever held. The CRC-32 of the central directory is checked at the end.
+ * Inflates one entry into memory. A small entry (declared ≤ 4 MiB, the usual CDA and PDF) is
+ * inflated in one call whose output is capped at its declared size (zlib's maxOutputLength): no
+ * stream, no thread-pool round trip per 16 KB chunk, and still never more than declared in
+ * memory. A larger one streams, stopped as soon as it passes its declared size, the per-entry
+ * limit, the remaining total budget or the ratio limit. Either way the CRC-32 of the central
+ * directory is checked at the end.
  */
 function inflate(zipfile: ZipFile, checked: CheckedEntry, lim: XdmLimits, budget: Budget): Promise<Buffer> {
+  return checked.entry.uncompressedSize <= SYNC_INFLATE_BYTES ? inflateSmall(zipfile, checked, lim, budget) : inflateStreaming(zipfile, checked, lim, budget);
+}
+
+async function inflateSmall(zipfile: ZipFile, checked: CheckedEntry, lim: XdmLimits, budget: Budget): Promise<Buffer> {
+  const { entry, name } = checked;
+  const stored = await new Promise<Buffer>((resolve, reject) => {
+    zipfile.openReadStream(entry, { decompress: false }, (err, stream) => {
+      if (err) {
+        reject(new PasserelleError('XDM_MALFORMED', `Entry ${safeName(name)}: ${firstLine(err)}`));
+        return;
+      }
+      const chunks: Buffer[] = [];
+      stream.on('data', (chunk: Buffer) => chunks.push(chunk));
+      stream.on('error', (e: unknown) => reject(new PasserelleError('XDM_MALFORMED', `Entry ${safeName(name)}: ${firstLine(e)}`)));
+      stream.on('end', () => resolve(Buffer.concat(chunks)));
+    });
+  });
+  let bytes: Buffer;
+  if (entry.compressionMethod === 0) bytes = stored;
+  else {
+    try {
+      bytes = inflateRawSync(stored, { maxOutputLength: Math.max(1, entry.uncompressedSize) });
+    } catch (e) {
+      if ((e as { code?: unknown }).code === 'ERR_BUFFER_TOO_LARGE') {
+        throw new PasserelleError('XDM_LIMIT_EXCEEDED', `Entry ${safeName(name)} inflates beyond its declared ${entry.uncompressedSize} bytes.`);
+      }
+      throw new PasserelleError('XDM_MALFORMED', `Entry ${safeName(name)}: ${firstLine(e)}`);
+    }
+  }
+  if (budget.total + bytes.length > lim.maxTotalBytes) throw new PasserelleError('XDM_LIMIT_EXCEEDED', `The zip inflates beyond ${lim.maxTotalBytes} bytes.`);
+  if (bytes.length !== entry.uncompressedSize) {
+    throw new PasserelleError('XDM_MALFORMED', `Entry ${safeName(name)} is ${bytes.length} bytes; the zip declares ${entry.uncompressedSize}.`);
+  }
+  if (crc32(bytes) >>> 0 !== entry.crc32 >>> 0) throw new PasserelleError('XDM_MALFORMED', `Entry ${safeName(name)} fails its CRC-32 check.`);
+  budget.total += bytes.length;
+  return bytes;
+}
+
+function inflateStreaming(zipfile: ZipFile, checked: CheckedEntry, lim: XdmLimits, budget: Budget): Promise<Buffer> {
   const { entry, name } = checked;
   return new Promise((resolve, reject) => {
     zipfile.openReadStream(entry, (err, stream) => {

@@ -8,7 +8,7 @@
  * then acknowledged by MDN or DSN), or such an acknowledgement to send.
  */
 import { randomUUID } from 'node:crypto';
-import type { Claim, Entry, Journal } from '../../adapters/journal/port.js';
+import type { Claim, Entry, Journal, Transition } from '../../adapters/journal/port.js';
 import { LeaseLostError } from '../../adapters/journal/port.js';
 import type { MailSender } from '../../adapters/smtp/port.js';
 import type { Config } from '../config.js';
@@ -108,22 +108,26 @@ export class Pipeline {
     if (!raw) throw new Error(`entry ${claim.entry.id} has no raw bytes`);
     const kind = claim.entry.kind;
     const work: EntryWork = { entry: claim.entry, raw, overrides: new Set(claim.entry.overrides), documents: kind === 'document' ? [{ raw, source: 'body', info: {} }] : [] };
+    const stages = this.deps.stages ?? this.stagesFor(kind);
+    // Stages passed are committed with the attempt's last record (its end, a retry or a quarantine).
+    const passed: Transition[] = [];
     let entry: Entry = claim.entry;
-    for (const stage of this.deps.stages ?? this.stagesFor(kind)) {
+    for (const [i, stage] of stages.entries()) {
       const started = performance.now();
       try {
         const result = await stage.run(work, this.deps);
         const elapsed = performance.now() - started;
         metrics?.stageSeconds.observe({ stage: stage.name, outcome: 'ok' }, elapsed / 1000); // unrounded: sub-millisecond stages count
-        const durationMs = Math.round(elapsed * 10) / 10;
-        entry = await journal.record(claim, { state: stage.reached, outcome: 'ok', stage: stage.name, durationMs, result });
+        const transition: Transition = { state: stage.reached, outcome: 'ok', stage: stage.name, durationMs: Math.round(elapsed * 10) / 10, result, at: new Date() };
+        if (i < stages.length - 1) passed.push(transition);
+        else entry = await journal.record(claim, transition, passed);
       } catch (err) {
         const durationMs = Math.round((performance.now() - started) * 10) / 10;
         if (err instanceof LeaseLostError) {
           log.warn('lease lost', { entry: entry.id, stage: stage.name });
           return;
         }
-        const final = await this.fail(claim, entry, stage.name, durationMs, err);
+        const final = await this.fail(claim, entry, passed, stage.name, durationMs, err);
         if (final) await this.acknowledge(final, raw);
         return;
       }
@@ -160,7 +164,7 @@ export class Pipeline {
   }
 
   /** Records the failure; returns the entry when it is now final (quarantined or failed). */
-  private async fail(claim: Claim, entry: Entry, stage: string, durationMs: number, err: unknown): Promise<Entry | undefined> {
+  private async fail(claim: Claim, entry: Entry, passed: readonly Transition[], stage: string, durationMs: number, err: unknown): Promise<Entry | undefined> {
     const { journal, log, metrics, settings } = this.deps;
     const e = err instanceof PasserelleError ? err : new PasserelleError('INTERNAL_ERROR');
     if (!(err instanceof PasserelleError)) log.error('stage crashed', { entry: entry.id, stage, ...errorFields(err) });
@@ -168,16 +172,18 @@ export class Pipeline {
     metrics?.stageSeconds.observe({ stage, outcome: e.code }, durationMs / 1000);
     try {
       if (!ERROR_CATALOGUE[e.code].transient) {
-        const final = await journal.record(claim, { state: 'quarantined', outcome: 'quarantine', stage, durationMs, errorCode: e.code, detail });
+        const final = await journal.record(claim, { state: 'quarantined', outcome: 'quarantine', stage, durationMs, errorCode: e.code, detail }, passed);
         log.warn('entry quarantined', { entry: entry.id, stage, code: e.code });
         return final;
       } else if (entry.attempts >= settings.maxAttempts) {
-        const final = await journal.record(claim, { state: 'failed', outcome: 'fail', stage, durationMs, errorCode: e.code, detail: `${detail} (gave up after ${entry.attempts} attempts)` });
+        const final = await journal.record(claim, { state: 'failed', outcome: 'fail', stage, durationMs, errorCode: e.code, detail: `${detail} (gave up after ${entry.attempts} attempts)` }, passed);
         log.error('entry failed', { entry: entry.id, stage, code: e.code, attempts: entry.attempts });
         return final;
       } else {
         const delay = retryDelayMs(entry.attempts, settings.retryBaseMs, settings.retryMaxMs);
-        await journal.record(claim, { state: entry.state, outcome: 'retry', stage, durationMs, errorCode: e.code, detail, notBefore: new Date(Date.now() + delay) });
+        // The entry waits in the last state it reached (this attempt's, or the one it was claimed in).
+        const state = passed.at(-1)?.state ?? entry.state;
+        await journal.record(claim, { state, outcome: 'retry', stage, durationMs, errorCode: e.code, detail, notBefore: new Date(Date.now() + delay) }, passed);
         log.info('entry retry scheduled', { entry: entry.id, stage, code: e.code, attempts: entry.attempts, delayMs: delay });
       }
     } catch (recordErr) {

@@ -44,6 +44,7 @@ import type {
 } from '@medplum/fhirtypes';
 import type { Directory } from '../../adapters/ror/port.js';
 import { PasserelleError } from '../errors.js';
+import { copyJson } from '../util/copy-json.js';
 import { communeFromAddress, type CommuneCodes } from './commune.js';
 
 export type RoutingLevel = 'commune' | 'departement' | 'region';
@@ -88,7 +89,7 @@ const canonical = (system: string | undefined): string | undefined =>
   system === 'http://finess.esante.gouv.fr' ? FINESS : system === 'http://sirene.fr' ? 'https://sirene.fr' : system;
 
 export async function resolveRouting(bundle: Bundle, ror: Directory, options: RoutingOptions = {}): Promise<{ bundle: Bundle; decision: RoutingDecision }> {
-  const out = structuredClone(bundle);
+  const out = copyJson(bundle);
   const entries = out.entry ?? [];
   const compositionEntry = entries.find((e) => e.resource?.resourceType === 'Composition');
   const composition = compositionEntry?.resource as Composition | undefined;

@@ -4,10 +4,10 @@
  * signature, algorithms, certificate path, validity, revocation, usage and address all pass;
  * the result says which check failed, with its catalogue code.
  */
-import { createHash, timingSafeEqual, verify, X509Certificate, type KeyObject } from 'node:crypto';
+import { createHash, timingSafeEqual, verify, type KeyObject, type X509Certificate } from 'node:crypto';
 import { PasserelleError, type ErrorCode } from '../errors.js';
 import { checkRsaKey, digestAlgorithm, refused, signatureScheme } from './algorithms.js';
-import { identifies } from './certificate.js';
+import { certificateFromDer, identifies } from './certificate.js';
 import { parseContentInfo, type SignedData, type SignerInfo } from './cms.js';
 import { malformed, oid, octets, TAG, time, type Tlv } from './der.js';
 import { OID } from './oids.js';
@@ -47,7 +47,7 @@ export function verifySigned(input: { der: Buffer; detachedContent?: Buffer }, t
     if (cms.signerInfos.length === 0) throw malformed('no SignerInfo');
     let certificates: X509Certificate[];
     try {
-      certificates = cms.certificates.map((der) => new X509Certificate(der));
+      certificates = cms.certificates.map(certificateFromDer);
     } catch {
       throw malformed('unreadable certificate in SignedData');
     }

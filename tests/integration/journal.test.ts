@@ -173,6 +173,35 @@ describe.each(BACKENDS)('$name journal', (backend) => {
     expect(history[3]?.at).toBe(delivered.updatedAt);
   });
 
+  it('records the stages an attempt passed together with its last transition: results merged in order, one event each at its own time', async () => {
+    await fresh();
+    const { id } = await journal.append(input());
+    const claim = await claimed(journal);
+    const convertedAt = new Date(Date.now() - 2000);
+    const identifiedAt = new Date(Date.now() - 1000);
+    const passed = [
+      ok('converted', 'convert', { durationMs: 4, result: { documents: ['a'], routing: { dac: 'x' } }, at: convertedAt }),
+      ok('identified', 'identify', { durationMs: 2, result: { documents: ['b'] }, at: identifiedAt }),
+    ];
+    const retried = await journal.record(claim, { state: 'identified', outcome: 'retry', stage: 'resolve', errorCode: 'ROR_UNAVAILABLE' }, passed);
+    expect(retried).toMatchObject({ state: 'identified', errorCode: 'ROR_UNAVAILABLE', result: { documents: ['b'], routing: { dac: 'x' } } });
+    const history = await journal.history(id);
+    expect(history.map((e) => [e.seq, e.state, e.outcome, e.stage])).toEqual([
+      [1, 'received', 'receive', undefined],
+      [2, 'converted', 'ok', 'convert'],
+      [3, 'identified', 'ok', 'identify'],
+      [4, 'identified', 'retry', 'resolve'],
+    ]);
+    expect(history.slice(1, 3).map((e) => e.at)).toEqual([convertedAt.toISOString(), identifiedAt.toISOString()]);
+    expect(history[3]?.at).toBe(retried.updatedAt);
+
+    // A lost lease writes none of them.
+    const again = await claimed(journal, 'w2');
+    await journal.record(again, ok('delivered', 'route'));
+    await expect(journal.record(claim, ok('delivered', 'route'), passed)).rejects.toBeInstanceOf(LeaseLostError);
+    expect(await journal.history(id)).toHaveLength(5);
+  });
+
   it('quarantines or fails with the error code, its detail or else the catalogue message, and releases the lease', async () => {
     await fresh();
     const { id } = await journal.append(input());
