@@ -157,6 +157,8 @@ export interface MetadataOptions {
   contentType?: Coded;
   /** XDSSubmissionSet.uniqueId, default derived from the package id. */
   submissionSetUniqueId?: string;
+  /** XDSSubmissionSet.patientId, default {@link INS}. */
+  patientId?: string;
 }
 
 export const sha1 = (b: Buffer): string => createHash('sha1').update(b).digest('hex');
@@ -220,7 +222,7 @@ function registryPackage(id: string, options: MetadataOptions): string {
       ${classification('urn:uuid:aa543740-bdda-424e-8c96-df4873be8500', id, contentType.code, '2.16.840.1.113883.6.1', contentType.display, `${id}-ct`)}`
     + externalIdentifier(`${id}-uid`, id, 'urn:uuid:96fdda7c-d067-4183-912e-bf5ee74998a8', options.submissionSetUniqueId ?? `1.2.250.1.999.2.${id.length}`, 'XDSSubmissionSet.uniqueId')
     + externalIdentifier(`${id}-src`, id, 'urn:uuid:554ac39e-e3fe-47fe-b233-965d2a147832', '1.2.250.1.999', 'XDSSubmissionSet.sourceId')
-    + externalIdentifier(`${id}-pid`, id, 'urn:uuid:6b5aea1a-874d-4603-a4bc-96a0a7b38446', INS, 'XDSSubmissionSet.patientId')
+    + externalIdentifier(`${id}-pid`, id, 'urn:uuid:6b5aea1a-874d-4603-a4bc-96a0a7b38446', options.patientId ?? INS, 'XDSSubmissionSet.patientId')
     + `
     </rim:RegistryPackage>${options.unclassified ? '' : `
     <rim:Classification id="${id}-ss" classifiedObject="${id}" classificationNode="urn:uuid:a54d6aa5-d40d-43f9-88c5-b4633d873bdd"/>`}`;
