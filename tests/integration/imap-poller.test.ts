@@ -427,6 +427,51 @@ describe('IMAP poller against a real Dovecot', () => {
     expect((await journal.raw((await entriesOf('tls'))[0]?.id ?? ''))?.equals(raw)).toBe(true);
     await c.logout();
   });
+
+  it('upgrades the cleartext port with STARTTLS (RFC 9051 §6.2.1), checking the server certificate first', async () => {
+    const pki = await makeTestPki(join(dir, 'pki-starttls'));
+    const server = await startDovecot({ tls: { cert: pki.server.cert, key: pki.server.key, starttls: true } });
+    cleanups.push(async () => {
+      await server.stop();
+      await removeDovecotDir(server);
+    });
+    const raw = message('s1');
+    const c = new ImapFlow({
+      host: '127.0.0.1', port: server.port, secure: false, doSTARTTLS: true, logger: false, disableAutoIdle: true,
+      auth: { user: server.user, pass: server.password }, tls: { ca: [readFileSync(pki.ca)] },
+    });
+    await c.connect();
+    await deliver('INBOX', raw, c);
+    await c.logout();
+    /** Dovecot's login lines (`…, TLS, …` once upgraded, `…, secured, …` for loopback cleartext), once there are `count` (its log is written asynchronously). */
+    const logins = async (count: number): Promise<string[]> => {
+      let lines: string[] = [];
+      for (let i = 0; i < 100 && lines.length < count; i++) {
+        lines = readFileSync(join(server.dir, 'dovecot.log'), 'utf8').split('\n').filter((l) => /imap-login: Info: Login:/.test(l));
+        if (lines.length < count) await new Promise((r) => setTimeout(r, 20));
+      }
+      return lines;
+    };
+
+    // A server certificate from another authority: the upgrade fails before any credential is sent.
+    const strangerLogs = capture();
+    const before = (await logins(1)).length;
+    const stranger = poller({ mailboxes: [mailbox('stranger', 'INBOX', { starttls: true }, server)], log: strangerLogs.log });
+    expect(await stranger.pollOnce()).toBe(0);
+    expect(strangerLogs.lines.find((l) => l.msg === 'imap poll failed')).toMatchObject({ stage: 'connect' });
+    expect(await logins(before)).toHaveLength(before);
+
+    const p = poller({ mailboxes: [mailbox('starttls', 'INBOX', { starttls: true, tls: { ca: pki.ca } }, server)] });
+    expect(await p.pollOnce()).toBe(1);
+    expect((await journal.raw((await entriesOf('starttls'))[0]?.id ?? ''))?.equals(raw)).toBe(true);
+    expect(await entriesOf('stranger')).toHaveLength(0);
+    expect((await logins(before + 1))[before]).toMatch(/, TLS[,:]/);
+
+    // The same server lets a loopback client in without TLS (Dovecot trusts 127.0.0.1): its login line says so.
+    const cleartext = poller({ mailboxes: [mailbox('cleartext', 'INBOX', { starttls: false }, server)] });
+    await cleartext.pollOnce();
+    expect((await logins(before + 2))[before + 1]).toMatch(/, secured[,:]/);
+  });
 });
 
 describe('FilePollerState', () => {

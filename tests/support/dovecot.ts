@@ -28,6 +28,8 @@ export interface DovecotTls {
   key: string;
   /** When set, clients must present a certificate issued by this CA (PEM path). */
   clientCa?: string;
+  /** TLS by STARTTLS on the cleartext port (RFC 9051 §6.2.1) instead of implicit TLS; no login before the upgrade. */
+  starttls?: boolean;
 }
 
 export interface DovecotOptions {
@@ -35,7 +37,7 @@ export interface DovecotOptions {
   port?: number;
   /** Reuse this directory (same maildirs, same password); a new temporary one otherwise. */
   dir?: string;
-  /** Implicit TLS on the listener (RFC 8314 §3.2) instead of cleartext. */
+  /** Implicit TLS on the listener (RFC 8314 §3.2), or STARTTLS (see DovecotTls), instead of cleartext. */
   tls?: DovecotTls;
   /**
    * Replaces the CAPABILITY list Dovecot advertises (`imap_capability`), to drive a client down
@@ -141,8 +143,9 @@ function config(dir: string, port: number, options: DovecotOptions, who: Account
     `default_login_user = ${who.loginUser}`,
     'first_valid_uid = 0',
     'first_valid_gid = 0',
-    // Cleartext LOGIN on loopback only (the TLS variant below is what production looks like).
-    'disable_plaintext_auth = no',
+    // Cleartext LOGIN on loopback only (the TLS variants below are what production looks like);
+    // with STARTTLS, none before the upgrade.
+    `disable_plaintext_auth = ${tls?.starttls ? 'yes' : 'no'}`,
     'auth_mechanisms = plain login',
     `passdb {\n  driver = passwd-file\n  args = scheme=PLAIN username_format=%u ${join(dir, 'passwd')}\n}`,
     `userdb {\n  driver = static\n  args = uid=${who.mailUid} gid=${who.mailGid} home=${join(dir, 'home', '%u')}\n}`,
@@ -166,7 +169,7 @@ function config(dir: string, port: number, options: DovecotOptions, who: Account
     // Only root may chroot (the login and anvil processes do by default).
     ...(who.root ? [] : ['service anvil {\n  chroot =\n}']),
     `service imap-login {\n${who.root ? '' : '  chroot =\n'}` +
-      (tls
+      (tls && !tls.starttls
         ? `  inet_listener imap {\n    port = 0\n  }\n  inet_listener imaps {\n    port = ${port}\n    ssl = yes\n  }\n}`
         : `  inet_listener imap {\n    port = ${port}\n  }\n  inet_listener imaps {\n    port = 0\n  }\n}`),
     // Not needed, and their default sockets or ports could collide with a system instance.
