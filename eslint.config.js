@@ -18,6 +18,18 @@ export default tseslint.config(
   },
   {
     files: ['**/*.js'],
+    ignores: ['console/**'],
     languageOptions: { globals: { process: 'readonly', console: 'readonly' } },
+  },
+  {
+    // The operator console runs in the browser, as a classic script.
+    files: ['console/**/*.js'],
+    languageOptions: {
+      sourceType: 'script',
+      globals: {
+        window: 'readonly', document: 'readonly', fetch: 'readonly', sessionStorage: 'readonly', URL: 'readonly', URLSearchParams: 'readonly',
+        Node: 'readonly', setTimeout: 'readonly',
+      },
+    },
   },
 );

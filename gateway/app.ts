@@ -12,6 +12,7 @@ import { createSrirMock } from '../adapters/srir/mock.js';
 import type { DocumentStore } from '../adapters/store/port.js';
 import type { Config } from './config.js';
 import { authenticate, type ClientConfig } from './http/auth.js';
+import { consoleRouter } from './http/console.js';
 import { intakeRouter } from './http/intake.js';
 import { errorHandler } from './http/errors.js';
 import { fhirRouter } from './http/fhir-router.js';
@@ -66,6 +67,7 @@ export function buildApp(config: Readonly<Config>, deps: AppDeps): Koa<AppState>
     routers.push(
       intakeRouter({ journal: deps.journal, maxBodyBytes: config.http.maxBodyBytes, onAppended }),
       messagesRouter({ journal: deps.journal, onAppended }),
+      consoleRouter(),
       createSrirMock(deps.srirFixture, '/fixtures/srir/fhir'),
       createRorMock(deps.rorFixture, '/fixtures/ror/fhir'),
     );

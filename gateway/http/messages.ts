@@ -7,7 +7,9 @@
 import Router, { type RouterContext } from '@koa/router';
 import type { Entry, EntryState, Journal } from '../../adapters/journal/port.js';
 import { ENTRY_STATES } from '../../adapters/journal/port.js';
-import { PasserelleError, type ErrorCode } from '../errors.js';
+import { ERROR_CATALOGUE, PasserelleError, type ErrorCode } from '../errors.js';
+import { decodedHeader, parseMessage } from '../mail/mime.js';
+import { readMssHeaders } from '../mail/mss-headers.js';
 import { requireRole } from './auth.js';
 import { readBody } from './body.js';
 import type { AppState } from './state.js';
@@ -51,7 +53,44 @@ export function messagesRouter({ journal, onAppended }: MessagesDeps): Router<Ap
     const limit = Math.min(500, Math.max(1, Number(ctx.query.limit ?? 50) || 50));
     const before = typeof ctx.query.before === 'string' ? ctx.query.before : undefined;
     const entries = await journal.list({ ...(state ? { state: state as EntryState } : {}), limit, ...(before ? { before } : {}) });
-    ctx.body = { entries: entries.map(({ id, state: s, kind, door, submitter, errorCode, createdAt, updatedAt, attempts }) => ({ id, state: s, kind, door, submitter, errorCode, createdAt, updatedAt, attempts })) };
+    ctx.body = { counts: await journal.counts(), entries: entries.map(({ id, state: s, kind, door, submitter, errorCode, createdAt, updatedAt, attempts }) => ({ id, state: s, kind, door, submitter, errorCode, createdAt, updatedAt, attempts })) };
+  });
+
+  /**
+   * What the console shows of a mail's header: From, To, Date, Message-ID and the MSSanté
+   * declarations, the `XDM/1.0/DDM+<libellé> <NOM> <prénom> <JJ/MM/AAAA>` subject parsed. Read
+   * from the original bytes at each request (patient traits are never copied into the journal's
+   * result), for admins only; the catalogue's message for the entry's error code comes along.
+   */
+  router.get('/messages/:id/mail', requireRole('admin'), async (ctx) => {
+    const entry = await visible(ctx.params.id ?? '', ctx.state);
+    const error = entry.errorCode ? { code: entry.errorCode, message: ERROR_CATALOGUE[entry.errorCode].message } : null;
+    const raw = entry.kind === 'message' ? await journal.raw(entry.id) : undefined;
+    let root;
+    try {
+      root = raw && parseMessage(raw);
+    } catch {
+      root = undefined; // unreadable as MIME: its error code says why
+    }
+    if (!root) {
+      ctx.body = { id: entry.id, error, header: null };
+      return;
+    }
+    const mss = readMssHeaders(root);
+    const field = (name: string): string | null => decodedHeader(root, name)?.replace(/\s+/g, ' ').trim().slice(0, 2000) ?? null;
+    ctx.body = {
+      id: entry.id, error,
+      header: {
+        from: field('From'), to: field('To'), date: field('Date'), messageId: field('Message-ID'), subject: field('Subject'),
+        dispositionNotificationTo: field('Disposition-Notification-To'),
+        xdm: mss.subject ? {
+          version: mss.subject.version, koCode: mss.subject.koCode ?? null, labelAndName: mss.subject.labelAndName, birthDate: mss.subject.birthDate ?? null,
+          guess: mss.subject.guess ?? null,
+        } : null,
+        mss: { codeCda: mss.codeCda, ins: mss.ins ?? null, nil: mss.nil ?? null, mes: mss.mes ?? null },
+        defects: mss.defects,
+      },
+    };
   });
 
   router.get('/messages/:id/raw', requireRole('admin'), async (ctx) => {
