@@ -14,6 +14,8 @@ import { SMTPServer } from 'smtp-server';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../gateway/config.js';
 import { silentLogger } from '../../gateway/log.js';
+import type { ErrorCode } from '../../gateway/errors.js';
+import { ansError } from '../../gateway/mail/mdn.js';
 import { decodedHeader, parseMessage } from '../../gateway/mail/mime.js';
 import { initDevPki, type DevPkiFiles } from '../../gateway/pki/dev-pki.js';
 import { start, type RunningGateway } from '../../gateway/server.js';
@@ -185,8 +187,8 @@ describe('mail through the pipeline', () => {
     expect(await submit(plain('secretariat@ailleurs.test'))).toMatchObject({ state: 'quarantined', errorCode: 'SMIME_POLICY_VIOLATION' });
   });
 
-  it('quarantines each hostile message with its code', async () => {
-    const cases: [string, Buffer, string][] = [
+  it('quarantines each hostile message with its code, keeps its bytes and answers it by MDN or DSN', async () => {
+    const cases: [string, Buffer, ErrorCode][] = [
       ['signer is not From', signedThenEncrypted(entity(xdm([doc()])), 'someone@else.test'), 'SMIME_SIGNER_MISMATCH'],
       ['no document', signedThenEncrypted(entity(undefined)), 'MIME_NO_DOCUMENT'],
       ['XDM metadata naming two patients', signedThenEncrypted(entity(xdm([doc({ patientId: OTHER_INS })]))), 'MESSAGE_MULTIPLE_PATIENTS'],
@@ -201,10 +203,16 @@ describe('mail through the pipeline', () => {
       ['tampered signed body', tampered(Buffer.concat([Buffer.from(headers('sender1@hopital.test')), openssl(entity(xdm([doc()])), 'cms', '-sign', '-crlfeol', '-signer', pki.senders[0]?.certificate ?? '', '-inkey', pki.senders[0]?.key ?? '')])), 'SMIME_SIGNATURE_INVALID'],
       ['signed by a sender, encrypted to someone else', Buffer.concat([Buffer.from(headers('sender1@hopital.test')), openssl(entity(xdm([doc()])), 'cms', '-encrypt', '-aes256', '-crlfeol', '-recip', pki.senders[1]?.certificate ?? '')]), 'SMIME_NOT_RECIPIENT'],
     ];
-    for (const [name, raw, code] of cases) {
+    for (const [i, [name, message, code]] of cases.entries()) {
+      // Every other case asks for a read receipt: an MDN with the ANS code answers it, a DSN the others.
+      const address = `hostile-${i}@hopital.test`;
+      const raw = Buffer.concat([Buffer.from(`Return-Path: <${address}>\r\n${i % 2 === 0 ? `Disposition-Notification-To: ${address}\r\n` : ''}`), message]);
       const entry = await submit(raw);
       expect(entry, name).toMatchObject({ state: 'quarantined', errorCode: code });
       expect((await gateway.journal.raw(entry.id))?.equals(raw), `${name}: original bytes kept`).toBe(true);
+      const [ack] = await relayedTo(address, 1);
+      if (i % 2 === 0) expect(decodedHeader(parseMessage(Buffer.from(ack?.raw ?? '')), 'subject'), name).toMatch(new RegExp(`^\\[KO Intégration système !\\]\\[${ansError(code).code}\\]`));
+      else expect(ack?.raw, name).toMatch(new RegExp(`report-type=delivery-status[\\s\\S]*Action: failed[\\s\\S]*Diagnostic-Code: smtp; 554 [0-9.]+ ${code}:`));
     }
   });
 });
