@@ -17,7 +17,7 @@ import { packageFile } from './util/package-root.js';
 
 export interface Config {
   http: { port: number; host: string; publicUrl: string | null; maxBodyBytes: number; publicMetrics: boolean };
-  smtp: { port: number | null; maxBytes: number; domains: string[]; relay: { host: string; port: number } };
+  smtp: { port: number | null; maxBytes: number; maxBufferedBytes: number; domains: string[]; relay: { host: string; port: number } };
   imap: { intervalMs: number; maxMessageBytes: number; mailboxes: MailboxConfig[] };
   dataDir: string;
   /** Always set after loading: `sqlite:<dataDir>/passerelle.db` when the file leaves it null. */

@@ -134,7 +134,7 @@ export async function start(config: Readonly<Config>, log: Logger = createLogger
   let smtpPort: number | undefined;
   if (!config.store.storeOnly && config.smtp.port !== null && smime.certificate && smime.privateKey) {
     const listener = createSmtpListener({
-      journal, domains: config.smtp.domains, maxBytes: config.smtp.maxBytes, log, onAppended: wake,
+      journal, domains: config.smtp.domains, maxBytes: config.smtp.maxBytes, maxBufferedBytes: config.smtp.maxBufferedBytes, log, onAppended: wake,
       tls: { cert: readFileSync(smime.certificate), key: readFileSync(smime.privateKey) },
     });
     try {

@@ -19,6 +19,12 @@ export interface SmtpListenerDeps {
   domains: string[];
   /** Largest message accepted, in bytes (RFC 1870 SIZE). */
   maxBytes: number;
+  /**
+   * Bytes of incoming messages held in memory at once, all sessions together, until their
+   * journal commit (default 256 MiB; never less than maxBytes). Beyond it a message is deferred
+   * with 452 and the sender retries later (RFC 5321 §4.5.3.1.10, RFC 1870 §6.2).
+   */
+  maxBufferedBytes?: number;
   tls?: { key: Buffer; cert: Buffer };
   /** Wakes the local pipeline after a commit. */
   onAppended: () => void;
@@ -103,10 +109,29 @@ function traceFields(session: SMTPServerSession, from: string, serverName: strin
   );
 }
 
+const DEFAULT_MAX_BUFFERED_BYTES = 256 * 1024 * 1024;
+const INSUFFICIENT_STORAGE = '4.3.1 Insufficient system storage, try again later';
+
 export function createSmtpListener(deps: SmtpListenerDeps): SmtpListener {
   const { journal, log } = deps;
   const domains = new Set(deps.domains.map((d) => d.toLowerCase()));
   const serverName = deps.name ?? hostname();
+  // smtp-server reads DATA in full before the handler answers, and better-sqlite3 takes a whole
+  // buffer: each message is held until its commit. The sum over sessions is what bounds memory
+  // (maxClients × maxBytes would not), so it is counted, and a message that would pass it waits.
+  const budget = Math.max(deps.maxBufferedBytes ?? DEFAULT_MAX_BUFFERED_BYTES, deps.maxBytes);
+  let held = 0;
+
+  const onMailFrom = (address: SMTPServerAddress, session: SMTPServerSession, callback: (err?: Error | null) => void): void => {
+    // RFC 1870 §6.2: a declared SIZE that cannot be taken now is a 452, not a 552.
+    const declared = Number((address.args && address.args.SIZE) ?? NaN);
+    if (Number.isFinite(declared) && declared <= deps.maxBytes && held + declared > budget) {
+      log.warn('smtp message deferred: memory budget', { session: session.id, declared, held, budget, code: 452 });
+      callback(reply(452, INSUFFICIENT_STORAGE));
+      return;
+    }
+    callback();
+  };
 
   const onRcptTo = (address: SMTPServerAddress, session: SMTPServerSession, callback: (err?: Error | null) => void): void => {
     try {
@@ -128,24 +153,39 @@ export function createSmtpListener(deps: SmtpListenerDeps): SmtpListener {
   const onData = (stream: SMTPServerDataStream, session: SMTPServerSession, callback: (err?: Error | null, message?: string) => void): void => {
     const chunks: Buffer[] = [];
     let bytes = 0;
+    /** What this message counts in `held`. */
+    let mine = 0;
     let oversized = false;
+    let deferred = false;
     let settled = false;
+    const drop = (): void => {
+      chunks.length = 0;
+      held -= mine;
+      mine = 0;
+    };
     const finish = (err: Error | null, message?: string): void => {
       if (settled) return;
       settled = true;
-      chunks.length = 0;
+      drop();
       callback(err, message);
     };
     stream.on('data', (chunk: Buffer) => {
       bytes += chunk.length;
       // RFC 1870 §6.3: over the limit the message is refused with 552; keep reading (the client
       // sends to the end anyway) but hold nothing: memory stays bounded by maxBytes.
-      if (oversized) return;
+      if (oversized || deferred) return;
       if (bytes > deps.maxBytes || stream.sizeExceeded) {
         oversized = true;
-        chunks.length = 0;
+        drop();
         return;
       }
+      if (held + chunk.length > budget) {
+        deferred = true;
+        drop();
+        return;
+      }
+      held += chunk.length;
+      mine += chunk.length;
       chunks.push(chunk);
     });
     // The connection went away mid-message (smtp-server destroys the stream): nothing was
@@ -158,6 +198,11 @@ export function createSmtpListener(deps: SmtpListenerDeps): SmtpListener {
       if (oversized) {
         log.info('smtp message refused: too large', { session: session.id, bytes, limit: deps.maxBytes, code: 552 });
         finish(reply(552, `5.3.4 Message size exceeds fixed maximum message size (${deps.maxBytes} bytes)`));
+        return;
+      }
+      if (deferred) {
+        log.warn('smtp message deferred: memory budget', { session: session.id, bytes, budget, code: 452 });
+        finish(reply(452, INSUFFICIENT_STORAGE));
         return;
       }
       // Past this point the handler owns the promise; its failures end up in finish().
@@ -223,6 +268,7 @@ export function createSmtpListener(deps: SmtpListenerDeps): SmtpListener {
     maxClients: 200,
     socketTimeout: 60_000,
     closeTimeout: deps.closeTimeoutMs ?? 5_000,
+    onMailFrom,
     onRcptTo,
     onData,
   });

@@ -45,9 +45,10 @@ afterAll(async () => {
 
 const tlsFiles = (): { key: Buffer; cert: Buffer } => ({ key: readFileSync(pki.gateway.key), cert: readFileSync(pki.gateway.certificate) });
 
-async function startListener(options: { journal: Journal; maxBytes?: number; tls?: boolean; onAppended?: () => void }): Promise<number> {
+async function startListener(options: { journal: Journal; maxBytes?: number; maxBufferedBytes?: number; tls?: boolean; onAppended?: () => void }): Promise<number> {
   const listener = createSmtpListener({
     journal: options.journal, domains: ['passerelle.test', 'Autre.Example'], maxBytes: options.maxBytes ?? 10 * 1024 * 1024,
+    ...(options.maxBufferedBytes ? { maxBufferedBytes: options.maxBufferedBytes } : {}),
     ...(options.tls === false ? {} : { tls: tlsFiles() }),
     onAppended: options.onAppended ?? (() => undefined), log: silentLogger, name: 'mx.passerelle.test', closeTimeoutMs: 500,
   });
@@ -130,8 +131,12 @@ class RawClient {
     }
   }
   async command(line: string | Buffer): Promise<string> {
-    this.socket.write(typeof line === 'string' ? `${line}\r\n` : line);
+    this.write(line);
     return this.reply();
+  }
+  /** Sends without waiting for the reply. */
+  write(line: string | Buffer): void {
+    this.socket.write(typeof line === 'string' ? `${line}\r\n` : line);
   }
   end(): void {
     this.socket.destroy();
@@ -282,6 +287,49 @@ describe('SMTP listener', () => {
     const small = Buffer.concat([Buffer.from('Subject: ok\r\n\r\n'), Buffer.alloc(maxBytes - 1024, 'b')]);
     const ok = await transport(port).sendMail({ envelope: { from: 'sender1@hopital.test', to: ['bal@passerelle.test'] }, raw: small });
     expect(ok.response).toMatch(/^250 2\.0\.0 /);
+  });
+
+  it('defers with 452 4.3.1 a message that would pass the memory held for all sessions, and takes it once there is room', async () => {
+    const watched = new ControlledJournal(journal);
+    const port = await startListener({ journal: watched.journal, tls: false, maxBytes: 400_000, maxBufferedBytes: 500_000 });
+    const body = (kb: number): Buffer => Buffer.from(`From: <sender1@hopital.test>\r\nSubject: lab\r\n\r\n${`${'A'.repeat(76)}\r\n`.repeat(Math.ceil((kb * 1024) / 78))}.\r\n`);
+    const open = async (size?: number): Promise<{ c: RawClient; mail: string }> => {
+      const c = await RawClient.open(port);
+      await c.command('EHLO mta.hopital.test');
+      return { c, mail: await c.command(`MAIL FROM:<sender1@hopital.test>${size ? ` SIZE=${size}` : ''}`) };
+    };
+    const transaction = async (c: RawClient, data: Buffer): Promise<string> => {
+      expect(await c.command('RCPT TO:<bal@passerelle.test>')).toMatch(/^250 /);
+      expect(await c.command('DATA')).toMatch(/^354 /);
+      return c.command(data);
+    };
+
+    // A ≈ 300 KB message whose commit is held: its bytes stay in memory.
+    watched.hold();
+    const a = await open();
+    expect(await a.c.command('RCPT TO:<bal@passerelle.test>')).toMatch(/^250 /);
+    expect(await a.c.command('DATA')).toMatch(/^354 /);
+    a.c.write(body(300));
+    for (let i = 0; i < 200 && watched.appendCalls === 0; i++) await new Promise((r) => setTimeout(r, 10));
+    expect(watched.appendCalls).toBe(1);
+
+    // RFC 1870 §6.2: a declared size that does not fit now is deferred at MAIL FROM…
+    const b = await open(250_000);
+    expect(b.mail).toMatch(/^452 4\.3\.1 /);
+    // …and an undeclared one once its bytes pass the budget; the connection stays usable.
+    expect(await b.c.command('RSET')).toMatch(/^250 /);
+    expect(await b.c.command('MAIL FROM:<sender1@hopital.test>')).toMatch(/^250 /);
+    expect(await transaction(b.c, body(250))).toMatch(/^452 4\.3\.1 /);
+    expect(watched.appendCalls).toBe(1);
+
+    // The held message is committed: room again, and the sender's retry goes through.
+    watched.release();
+    expect(await a.c.reply()).toMatch(/^250 2\.0\.0 Ok: queued as /);
+    expect(await b.c.command('MAIL FROM:<sender1@hopital.test> SIZE=256000')).toMatch(/^250 /);
+    expect(await transaction(b.c, body(250))).toMatch(/^250 2\.0\.0 Ok: queued as /);
+    expect(watched.committed.size).toBe(2);
+    a.c.end();
+    b.c.end();
   });
 
   it('the RSS measurement does see a 50 MB message that is legitimately held (control)', async () => {
