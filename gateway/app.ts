@@ -65,7 +65,7 @@ export function buildApp(config: Readonly<Config>, deps: AppDeps): Koa<AppState>
   ];
   if (!config.store.storeOnly) {
     routers.push(
-      intakeRouter({ journal: deps.journal, maxBodyBytes: config.http.maxBodyBytes, onAppended }),
+      intakeRouter({ journal: deps.journal, maxBodyBytes: config.http.maxBodyBytes, maxBufferedBytes: config.http.maxBufferedBytes, onAppended }),
       messagesRouter({ journal: deps.journal, onAppended }),
       consoleRouter(),
       createSrirMock(deps.srirFixture, '/fixtures/srir/fhir'),

@@ -16,7 +16,7 @@ import type { MailboxConfig } from './mail/imap-poller.js';
 import { packageFile } from './util/package-root.js';
 
 export interface Config {
-  http: { port: number; host: string; publicUrl: string | null; maxBodyBytes: number; publicMetrics: boolean };
+  http: { port: number; host: string; publicUrl: string | null; maxBodyBytes: number; maxBufferedBytes: number; publicMetrics: boolean };
   smtp: { port: number | null; maxBytes: number; maxBufferedBytes: number; domains: string[]; relay: { host: string; port: number } };
   imap: { intervalMs: number; maxMessageBytes: number; mailboxes: MailboxConfig[] };
   dataDir: string;

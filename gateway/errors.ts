@@ -14,7 +14,7 @@ export interface ErrorDefinition {
   /** ANS MDN error code (900 version, 901 author, 902 patient, 903 no INS, 904 INS mismatch, 905 incomplete INS, 906 other). */
   readonly mdn: number;
   /** OperationOutcome issue type (http://hl7.org/fhir/issue-type). */
-  readonly issueType: 'invalid' | 'structure' | 'too-costly' | 'security' | 'not-supported' | 'exception' | 'processing' | 'business-rule';
+  readonly issueType: 'invalid' | 'structure' | 'too-costly' | 'security' | 'not-supported' | 'exception' | 'processing' | 'business-rule' | 'throttled';
   /** Transient failures are retried; permanent ones are quarantined. */
   readonly transient: boolean;
   readonly message: string;
@@ -112,6 +112,10 @@ export const ERROR_CATALOGUE = {
   JOURNAL_UNAVAILABLE: {
     http: 503, smtp: 451, mdn: 906, issueType: 'exception', transient: true,
     message: 'The journal could not durably record the input; nothing was accepted.',
+  },
+  INTAKE_BUSY: {
+    http: 503, smtp: 452, mdn: 906, issueType: 'throttled', transient: true,
+    message: 'Too many incoming bytes are held in memory right now; nothing was accepted, try again shortly.',
   },
   AUTH_REQUIRED: {
     http: 401, smtp: 530, mdn: 906, issueType: 'security', transient: false,

@@ -24,6 +24,8 @@ export function errorHandler(onUnexpected: (err: unknown) => void): Middleware<A
         e = new PasserelleError('INTERNAL_ERROR');
       }
       ctx.status = ERROR_CATALOGUE[e.code].http;
+      // RFC 9110 §10.2.3: a 503 says when to come back (every 503 of the catalogue is transient).
+      if (ctx.status === 503) ctx.set('Retry-After', '5');
       ctx.type = FHIR_JSON;
       ctx.body = outcomeFromError(e);
       ctx.state.errorCode = e.code;

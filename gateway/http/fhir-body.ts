@@ -5,19 +5,7 @@
  */
 import type { Context } from 'koa';
 import { PasserelleError } from '../errors.js';
-
-export async function readBody(ctx: Context, limit: number): Promise<Buffer> {
-  const declared = Number(ctx.get('content-length') || 0);
-  if (declared > limit) throw new PasserelleError('INPUT_TOO_LARGE');
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of ctx.req as AsyncIterable<Buffer>) {
-    size += chunk.length;
-    if (size > limit) throw new PasserelleError('INPUT_TOO_LARGE');
-    chunks.push(chunk);
-  }
-  return Buffer.concat(chunks);
-}
+import { readBody } from './body.js';
 
 export async function readResource(ctx: Context, limit: number): Promise<Record<string, unknown>> {
   if (!/^application\/(fhir\+)?json\s*(;|$)/i.test(ctx.get('content-type'))) {
@@ -25,7 +13,7 @@ export async function readResource(ctx: Context, limit: number): Promise<Record<
   }
   let parsed: unknown;
   try {
-    parsed = JSON.parse((await readBody(ctx, limit)).toString('utf8'));
+    parsed = JSON.parse((await readBody(ctx.req, limit)).toString('utf8'));
   } catch (err) {
     if (err instanceof PasserelleError) throw err;
     throw new PasserelleError('REQUEST_INVALID', 'The body is not JSON.');
@@ -40,5 +28,5 @@ export async function readForm(ctx: Context, limit: number): Promise<[string, st
   if (!/^application\/x-www-form-urlencoded\s*(;|$)/i.test(ctx.get('content-type'))) {
     throw new PasserelleError('REQUEST_INVALID', 'POST _search takes application/x-www-form-urlencoded parameters.');
   }
-  return [...new URLSearchParams((await readBody(ctx, limit)).toString('utf8'))];
+  return [...new URLSearchParams((await readBody(ctx.req, limit)).toString('utf8'))];
 }

@@ -10,6 +10,7 @@ import type { Entry, EntryKind, Journal } from '../../adapters/journal/port.js';
 import { PasserelleError } from '../errors.js';
 import { assertLooksLikeXml } from '../pipeline/sniff.js';
 import { requireRole } from './auth.js';
+import { MemoryBudget } from '../util/memory-budget.js';
 import { readBody } from './body.js';
 import type { AppState } from './state.js';
 
@@ -18,12 +19,24 @@ const CDA_TYPES = ['application/hl7-cda+xml', 'application/xml', 'text/xml'];
 export interface IntakeDeps {
   journal: Journal;
   maxBodyBytes: number;
+  /** Request bodies held in memory at once, over all connections, until their commit. */
+  maxBufferedBytes: number;
   /** Wakes the local pipeline after a commit. */
   onAppended: () => void;
 }
 
 export function intakeRouter(deps: IntakeDeps): Router<AppState> {
   const router = new Router<AppState>();
+  const budget = new MemoryBudget(Math.max(deps.maxBufferedBytes, deps.maxBodyBytes));
+  /** The body, held against the budget until `use` is done with it (committed or refused). */
+  const withBody = async <T>(ctx: RouterContext<AppState>, use: (raw: Buffer) => Promise<T>): Promise<T> => {
+    const raw = await readBody(ctx.req, deps.maxBodyBytes, budget);
+    try {
+      return await use(raw);
+    } finally {
+      budget.give(raw.length);
+    }
+  };
 
   /** Commits the bytes, wakes the pipeline, points Location at the entry. */
   const journal = async (ctx: RouterContext<AppState>, kind: EntryKind, contentType: string, raw: Buffer): Promise<Entry> => {
@@ -47,25 +60,27 @@ export function intakeRouter(deps: IntakeDeps): Router<AppState> {
   router.post('/documents', requireRole('sender', 'admin'), async (ctx) => {
     const type = ctx.request.type;
     if (!CDA_TYPES.includes(type)) throw new PasserelleError('INPUT_NOT_CDA', `Content-Type "${type || 'none'}" is not a CDA document type (${CDA_TYPES.join(', ')})`);
-    const raw = await readBody(ctx.req, deps.maxBodyBytes);
-    let refusal: PasserelleError | undefined;
-    try {
-      assertLooksLikeXml(raw);
-    } catch (err) {
-      if (!(err instanceof PasserelleError)) throw err;
-      refusal = err;
-    }
-    const entry = await journal(ctx, 'document', type, raw);
-    // Journaled then refused (Location still names the entry): the pipeline quarantines it with the same code.
-    if (refusal) throw refusal;
-    accepted(ctx, entry);
+    await withBody(ctx, async (raw) => {
+      let refusal: PasserelleError | undefined;
+      try {
+        assertLooksLikeXml(raw);
+      } catch (err) {
+        if (!(err instanceof PasserelleError)) throw err;
+        refusal = err;
+      }
+      const entry = await journal(ctx, 'document', type, raw);
+      // Journaled then refused (Location still names the entry): the pipeline quarantines it with the same code.
+      if (refusal) throw refusal;
+      accepted(ctx, entry);
+    });
   });
 
   router.post('/messages', requireRole('sender', 'admin'), async (ctx) => {
     if (ctx.request.type !== 'message/rfc822') throw new PasserelleError('REQUEST_INVALID', `Content-Type must be message/rfc822, not "${ctx.request.type || 'none'}"`);
-    const raw = await readBody(ctx.req, deps.maxBodyBytes);
-    if (!raw.length) throw new PasserelleError('MIME_MALFORMED', 'the body is empty');
-    accepted(ctx, await journal(ctx, 'message', 'message/rfc822', raw));
+    await withBody(ctx, async (raw) => {
+      if (!raw.length) throw new PasserelleError('MIME_MALFORMED', 'the body is empty');
+      accepted(ctx, await journal(ctx, 'message', 'message/rfc822', raw));
+    });
   });
   return router;
 }

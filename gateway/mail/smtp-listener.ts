@@ -11,7 +11,9 @@ import { hostname } from 'node:os';
 import { SMTPServer, type SMTPServerAddress, type SMTPServerDataStream, type SMTPServerSession } from 'smtp-server';
 import type { AddressInfo } from 'node:net';
 import type { Journal } from '../../adapters/journal/port.js';
+import { ERROR_CATALOGUE } from '../errors.js';
 import { errorFields, type Logger } from '../log.js';
+import { MemoryBudget } from '../util/memory-budget.js';
 
 export interface SmtpListenerDeps {
   journal: Journal;
@@ -110,24 +112,23 @@ function traceFields(session: SMTPServerSession, from: string, serverName: strin
 }
 
 const DEFAULT_MAX_BUFFERED_BYTES = 256 * 1024 * 1024;
-const INSUFFICIENT_STORAGE = '4.3.1 Insufficient system storage, try again later';
+/** INTAKE_BUSY of the catalogue, with its RFC 3463 status: insufficient system storage. */
+const INTAKE_BUSY = { code: ERROR_CATALOGUE.INTAKE_BUSY.smtp, text: '4.3.1 Insufficient system storage, try again later' };
 
 export function createSmtpListener(deps: SmtpListenerDeps): SmtpListener {
   const { journal, log } = deps;
   const domains = new Set(deps.domains.map((d) => d.toLowerCase()));
   const serverName = deps.name ?? hostname();
-  // smtp-server reads DATA in full before the handler answers, and better-sqlite3 takes a whole
-  // buffer: each message is held until its commit. The sum over sessions is what bounds memory
-  // (maxClients × maxBytes would not), so it is counted, and a message that would pass it waits.
-  const budget = Math.max(deps.maxBufferedBytes ?? DEFAULT_MAX_BUFFERED_BYTES, deps.maxBytes);
-  let held = 0;
+  // Each message is held until its commit; the sum over sessions is what bounds memory
+  // (maxClients × maxBytes would not), so a message that would pass it waits.
+  const budget = new MemoryBudget(Math.max(deps.maxBufferedBytes ?? DEFAULT_MAX_BUFFERED_BYTES, deps.maxBytes));
 
   const onMailFrom = (address: SMTPServerAddress, session: SMTPServerSession, callback: (err?: Error | null) => void): void => {
     // RFC 1870 §6.2: a declared SIZE that cannot be taken now is a 452, not a 552.
     const declared = Number((address.args && address.args.SIZE) ?? NaN);
-    if (Number.isFinite(declared) && declared <= deps.maxBytes && held + declared > budget) {
-      log.warn('smtp message deferred: memory budget', { session: session.id, declared, held, budget, code: 452 });
-      callback(reply(452, INSUFFICIENT_STORAGE));
+    if (Number.isFinite(declared) && declared <= deps.maxBytes && !budget.fits(declared)) {
+      log.warn('smtp message deferred: memory budget', { session: session.id, declared, held: budget.used, budget: budget.limit, code: 'INTAKE_BUSY' });
+      callback(reply(INTAKE_BUSY.code, INTAKE_BUSY.text));
       return;
     }
     callback();
@@ -160,7 +161,7 @@ export function createSmtpListener(deps: SmtpListenerDeps): SmtpListener {
     let settled = false;
     const drop = (): void => {
       chunks.length = 0;
-      held -= mine;
+      budget.give(mine);
       mine = 0;
     };
     const finish = (err: Error | null, message?: string): void => {
@@ -179,12 +180,11 @@ export function createSmtpListener(deps: SmtpListenerDeps): SmtpListener {
         drop();
         return;
       }
-      if (held + chunk.length > budget) {
+      if (!budget.take(chunk.length)) {
         deferred = true;
         drop();
         return;
       }
-      held += chunk.length;
       mine += chunk.length;
       chunks.push(chunk);
     });
@@ -201,8 +201,8 @@ export function createSmtpListener(deps: SmtpListenerDeps): SmtpListener {
         return;
       }
       if (deferred) {
-        log.warn('smtp message deferred: memory budget', { session: session.id, bytes, budget, code: 452 });
-        finish(reply(452, INSUFFICIENT_STORAGE));
+        log.warn('smtp message deferred: memory budget', { session: session.id, bytes, budget: budget.limit, code: 'INTAKE_BUSY' });
+        finish(reply(INTAKE_BUSY.code, INTAKE_BUSY.text));
         return;
       }
       // Past this point the handler owns the promise; its failures end up in finish().
