@@ -14,13 +14,13 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { SMTPServer } from 'smtp-server';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decodedHeader, parseMessage } from '../../gateway/mail/mime.js';
 import { insWithKey, withDocumentId, withPatient } from '../support/cda-variants.js';
 import { corpusDocument } from '../support/corpus.js';
 import { spawnGateway, type GatewayProcess } from '../support/gateway-process.js';
 import { testPki } from '../support/openssl-pki.js';
+import { CapturingRelay } from '../support/relay.js';
 import { metadataXml, xdm, type DocSpec } from '../support/xdm.js';
 
 const run = promisify(execFile);
@@ -41,20 +41,8 @@ const dir = mkdtempSync(join(tmpdir(), 'passerelle-integrator-'));
 let gateway: GatewayProcess;
 let smtpPort: number;
 
-/** The integrator's relay: a real SMTP server keeping what the gateway sends (MDNs, DSNs). */
-const relayed: { from: string; to: string[]; raw: Buffer }[] = [];
-const relay = new SMTPServer({
-  authOptional: true, disabledCommands: ['STARTTLS'], logger: false,
-  onData(stream, session, callback) {
-    const chunks: Buffer[] = [];
-    stream.on('data', (c: Buffer) => chunks.push(c));
-    stream.on('end', () => {
-      const from = session.envelope.mailFrom === false ? '' : session.envelope.mailFrom.address;
-      relayed.push({ from, to: session.envelope.rcptTo.map((r) => r.address), raw: Buffer.concat(chunks) });
-      callback();
-    });
-  },
-});
+/** The integrator's relay, where the gateway sends its MDNs and DSNs. */
+const relay = new CapturingRelay();
 
 beforeAll(async () => {
   pki.init();
@@ -70,11 +58,11 @@ beforeAll(async () => {
   pki.openssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'stranger.key', '-out', 'stranger.pem', '-subj', '/CN=stranger', '-days', '30',
     '-addext', 'subjectAltName=email:stranger@clinique.test', '-addext', 'extendedKeyUsage=emailProtection', '-addext', 'keyUsage=critical,digitalSignature');
 
-  await new Promise<void>((resolve) => relay.listen(0, '127.0.0.1', resolve));
+  const relayPort = await relay.listen();
   const configFile = join(dir, 'config.json');
   writeFileSync(configFile, JSON.stringify({
     http: { port: 0, host: '127.0.0.1' },
-    smtp: { port: 0, domains: ['passerelle.test'], relay: { host: '127.0.0.1', port: (relay.server.address() as { port: number }).port } },
+    smtp: { port: 0, domains: ['passerelle.test'], relay: { host: '127.0.0.1', port: relayPort } },
     dataDir: join(dir, 'data'),
     smime: {
       certificate: pki.file('gateway.pem'), privateKey: pki.file('gateway.key'), trustAnchors: [pki.file('ca.pem')], crls: [pki.file('crl.pem')],
@@ -98,7 +86,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await gateway?.kill('SIGTERM');
-  await new Promise<void>((resolve) => relay.close(() => resolve()));
+  await relay.close();
   pki.remove();
   rmSync(dir, { recursive: true, force: true });
 });
@@ -189,14 +177,13 @@ async function settled(id: string): Promise<MessageView> {
 
 /** The MDN relayed to `address`, opened: decrypted with the sender's key when it came encrypted. */
 async function mdnFor(address: string, signer: string): Promise<{ subject: string | undefined; text: string }> {
-  for (let i = 0; i < 400 && !relayed.some((m) => m.to.includes(address)); i++) await new Promise((r) => setTimeout(r, 25));
-  const mail = relayed.find((m) => m.to.includes(address));
+  const [mail] = await relay.to(address);
   if (!mail) throw new Error(`no acknowledgement relayed to ${address}`);
   expect(mail.from).toBe(''); // RFC 8098 §3: an MDN has a null reverse-path
   const root = parseMessage(mail.raw);
   const subject = decodedHeader(root, 'subject');
   const encrypted = /^application\/(x-)?pkcs7-mime\b/i.test(decodedHeader(root, 'content-type') ?? '');
-  const text = encrypted ? pki.openssl('cms', '-decrypt', '-recip', `${signer}.pem`, '-inkey', `${signer}.key`, '-in', pki.temp(mail.raw)).toString('utf8') : mail.raw.toString('utf8');
+  const text = encrypted ? pki.openssl('cms', '-decrypt', '-recip', `${signer}.pem`, '-inkey', `${signer}.key`, '-in', pki.temp(mail.raw)).toString('utf8') : mail.text;
   return { subject, text };
 }
 
@@ -233,8 +220,7 @@ describe('the mail channel, as an integrator tries it', () => {
     }
 
     // One MDN per message, to the sender: processed (RFC 8098 §3.2.6), signed by the gateway and encrypted to the sender's certificate.
-    for (let i = 0; i < 400 && relayed.filter((m) => m.to.includes('secretariat@clinique.test')).length < valid.length; i++) await new Promise((r) => setTimeout(r, 25));
-    const mdns = relayed.filter((m) => m.to.includes('secretariat@clinique.test'));
+    const mdns = await relay.to('secretariat@clinique.test', valid.length);
     expect(mdns).toHaveLength(valid.length);
     for (const mdn of mdns) {
       const text = pki.openssl('cms', '-decrypt', '-recip', 'clinique.pem', '-inkey', 'clinique.key', '-in', pki.temp(mdn.raw)).toString('utf8');

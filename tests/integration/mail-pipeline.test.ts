@@ -10,7 +10,6 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import nodemailer from 'nodemailer';
-import { SMTPServer } from 'smtp-server';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../gateway/config.js';
 import { silentLogger } from '../../gateway/log.js';
@@ -20,6 +19,7 @@ import { decodedHeader, parseMessage } from '../../gateway/mail/mime.js';
 import { initDevPki, type DevPkiFiles } from '../../gateway/pki/dev-pki.js';
 import { start, type RunningGateway } from '../../gateway/server.js';
 import { corpusDocument } from '../support/corpus.js';
+import { CapturingRelay } from '../support/relay.js';
 import { metadataXml, OTHER_INS, xdm, type DocSpec } from '../support/xdm.js';
 import { deflatedZeros } from '../support/zip.js';
 
@@ -30,20 +30,8 @@ const LDL = corpusDocument('LDL-SES_2022.01.xml');
 const [INS_VALUE, OTHER_INS_VALUE] = ['279035121518989', '295109912611193'];
 let pki: DevPkiFiles;
 let gateway: RunningGateway;
-/** The relay the gateway sends MDNs and DSNs through: a real SMTP server capturing what it gets. */
-const relayed: { from: string; to: string[]; raw: string }[] = [];
-const relay = new SMTPServer({
-  authOptional: true, disabledCommands: ['STARTTLS'], logger: false,
-  onData(stream, session, callback) {
-    const chunks: Buffer[] = [];
-    stream.on('data', (c: Buffer) => chunks.push(c));
-    stream.on('end', () => {
-      const from = session.envelope.mailFrom === false ? '' : session.envelope.mailFrom.address;
-      relayed.push({ from, to: session.envelope.rcptTo.map((r) => r.address), raw: Buffer.concat(chunks).toString('utf8') });
-      callback();
-    });
-  },
-});
+/** The relay the gateway sends MDNs and DSNs through. */
+const relay = new CapturingRelay();
 
 function openssl(input: Buffer, ...args: string[]): Buffer {
   const file = join(dir, `in-${Math.random().toString(36).slice(2)}`);
@@ -86,8 +74,7 @@ function tampered(message: Buffer): Buffer {
 const doc = (over: Partial<DocSpec> = {}): DocSpec => ({ id: 'Doc01', uri: 'DOC0001.XML', bytes: LDL, ...over });
 
 beforeAll(async () => {
-  await new Promise<void>((resolve) => relay.listen(0, '127.0.0.1', resolve));
-  const relayPort = (relay.server.address() as { port: number }).port;
+  const relayPort = await relay.listen();
   pki = (await initDevPki(join(dir, 'pki'))).files;
   const config = loadConfig({
     env: {}, cwd: dir,
@@ -102,13 +89,8 @@ beforeAll(async () => {
 }, 60_000);
 afterAll(async () => {
   await gateway.close();
-  await new Promise<void>((resolve) => relay.close(() => resolve()));
+  await relay.close();
 });
-
-async function relayedTo(address: string, count: number): Promise<{ from: string; raw: string }[]> {
-  for (let i = 0; i < 400 && relayed.filter((m) => m.to.includes(address)).length < count; i++) await new Promise((r) => setTimeout(r, 25));
-  return relayed.filter((m) => m.to.includes(address));
-}
 
 async function submit(raw: Buffer): Promise<{ id: string; state: string; errorCode?: string; bundles: string[]; result: Record<string, unknown> }> {
   const res = await fetch(`${gateway.url}/messages`, { method: 'POST', headers: { authorization: `Bearer ${SENDER}`, 'content-type': 'message/rfc822' }, body: raw });
@@ -146,28 +128,28 @@ describe('mail through the pipeline', () => {
     const asking = (from: string, inner: Buffer): Buffer => Buffer.concat([Buffer.from(`Return-Path: <${from}>\r\nDisposition-Notification-To: ${from}\r\n`), inner]);
     const ok = await submit(asking('sender2@hopital.test', signedThenEncrypted(entity(xdm([doc({ bytes: Buffer.from(LDL.toString('utf8').replace('<id root="1.2.250.1.213.1.1.1.29.2022.1.1"/>', '<id root="1.2.250.1.213.1.1.1.29.2022.1.1" extension="mdn"/>')) })])), 'sender2@hopital.test', pki.senders[1])));
     expect(ok.state).toBe('delivered');
-    const [encrypted] = await relayedTo('sender2@hopital.test', 1);
+    const [encrypted] = await relay.to('sender2@hopital.test', 1);
     expect(encrypted?.from).toBe(''); // RFC 8098 §3: null reverse-path
-    expect(encrypted?.raw).toContain('application/pkcs7-mime'); // encrypted to the sender's certificate
-    const mdn = openssl(Buffer.from(encrypted?.raw ?? ''), 'cms', '-decrypt', '-recip', pki.senders[1]?.certificate ?? '', '-inkey', pki.senders[1]?.key ?? '').toString('utf8');
+    expect(encrypted?.text).toContain('application/pkcs7-mime'); // encrypted to the sender's certificate
+    const mdn = openssl(encrypted?.raw ?? Buffer.alloc(0), 'cms', '-decrypt', '-recip', pki.senders[1]?.certificate ?? '', '-inkey', pki.senders[1]?.key ?? '').toString('utf8');
     expect(mdn).toContain('multipart/signed'); // signed with the gateway's identity
     expect(mdn).toContain('report-type=disposition-notification');
     expect(mdn).toContain('MDN-sent-automatically; processed');
 
     const ko = await submit(asking('sender2@hopital.test', signedThenEncrypted(entity(undefined), 'sender2@hopital.test', pki.senders[1])));
     expect(ko).toMatchObject({ state: 'quarantined', errorCode: 'MIME_NO_DOCUMENT' });
-    const [, koEncrypted] = await relayedTo('sender2@hopital.test', 2);
-    expect(decodedHeader(parseMessage(Buffer.from(koEncrypted?.raw ?? '')), 'subject')).toMatch(/^\[KO Intégration système !\]\[906\]/);
-    const koMdn = openssl(Buffer.from(koEncrypted?.raw ?? ''), 'cms', '-decrypt', '-recip', pki.senders[1]?.certificate ?? '', '-inkey', pki.senders[1]?.key ?? '').toString('utf8');
+    const [, koEncrypted] = await relay.to('sender2@hopital.test', 2);
+    expect(decodedHeader(parseMessage(koEncrypted?.raw ?? Buffer.alloc(0)), 'subject')).toMatch(/^\[KO Intégration système !\]\[906\]/);
+    const koMdn = openssl(koEncrypted?.raw ?? Buffer.alloc(0), 'cms', '-decrypt', '-recip', pki.senders[1]?.certificate ?? '', '-inkey', pki.senders[1]?.key ?? '').toString('utf8');
     expect(koMdn).toMatch(/Error: 906\^/);
   });
 
   it('answers a failure without read-receipt request by a DSN to the return path', async () => {
     const raw = Buffer.concat([Buffer.from('Return-Path: <dsn-me@hopital.test>\r\n'), signedThenEncrypted(entity(undefined), 'sender1@hopital.test')]);
     expect(await submit(raw)).toMatchObject({ state: 'quarantined', errorCode: 'MIME_NO_DOCUMENT' });
-    const [dsn] = await relayedTo('dsn-me@hopital.test', 1);
-    expect(dsn?.raw).toContain('report-type=delivery-status');
-    expect(dsn?.raw).toContain('Action: failed');
+    const [dsn] = await relay.to('dsn-me@hopital.test', 1);
+    expect(dsn?.text).toContain('report-type=delivery-status');
+    expect(dsn?.text).toContain('Action: failed');
   });
 
   it('flags X-MSS-* headers that disagree with the documents, without refusing them', async () => {
@@ -210,9 +192,9 @@ describe('mail through the pipeline', () => {
       const entry = await submit(raw);
       expect(entry, name).toMatchObject({ state: 'quarantined', errorCode: code });
       expect((await gateway.journal.raw(entry.id))?.equals(raw), `${name}: original bytes kept`).toBe(true);
-      const [ack] = await relayedTo(address, 1);
-      if (i % 2 === 0) expect(decodedHeader(parseMessage(Buffer.from(ack?.raw ?? '')), 'subject'), name).toMatch(new RegExp(`^\\[KO Intégration système !\\]\\[${ansError(code).code}\\]`));
-      else expect(ack?.raw, name).toMatch(new RegExp(`report-type=delivery-status[\\s\\S]*Action: failed[\\s\\S]*Diagnostic-Code: smtp; 554 [0-9.]+ ${code}:`));
+      const [ack] = await relay.to(address, 1);
+      if (i % 2 === 0) expect(decodedHeader(parseMessage(ack?.raw ?? Buffer.alloc(0)), 'subject'), name).toMatch(new RegExp(`^\\[KO Intégration système !\\]\\[${ansError(code).code}\\]`));
+      else expect(ack?.text, name).toMatch(new RegExp(`report-type=delivery-status[\\s\\S]*Action: failed[\\s\\S]*Diagnostic-Code: smtp; 554 [0-9.]+ ${code}:`));
     }
   });
 });
