@@ -33,7 +33,7 @@ export interface Config {
     headers: Record<string, string>;
   };
   store: { fhirBaseUrl: string | null; fhirToken: string | null; storeOnly: boolean };
-  pipeline: { concurrency: number; leaseMs: number; pollMs: number; retryBaseMs: number; retryMaxMs: number; maxAttempts: number };
+  pipeline: { concurrency: number; leaseMs: number; pollMs: number; retryBaseMs: number; retryMaxMs: number; maxAttempts: number; maxWorkingBytes: number };
   /** null until the server generates the sample clients (gateway/sample-clients.ts). */
   clients: ClientConfig[] | null;
   log: { level: 'debug' | 'info' | 'warn' | 'error' | 'silent' };

@@ -15,6 +15,7 @@ import type { Config } from '../config.js';
 import { ERROR_CATALOGUE, PasserelleError } from '../errors.js';
 import { errorFields, type Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
+import { MemoryBudget } from '../util/memory-budget.js';
 import { retryDelayMs } from './backoff.js';
 import { acknowledgementFor, sendStage, type AckSettings } from './acknowledge.js';
 import { crossCheckStage, extractStage, unwrapStage, type MailSecurity } from './mail-stages.js';
@@ -34,8 +35,18 @@ export interface PipelineDeps extends StageNeighbours {
   stages?: readonly Stage[];
 }
 
+/**
+ * Memory an entry takes while processed, per byte of its raw size: each layer of a mail decodes
+ * into a copy (base64 body, decrypted CMS, base64 zip, inflated entries, parsed CDA, Bundle and
+ * its JSON); a 25 MB attachment was measured at ≈ 9 times its size above the idle process.
+ */
+const WORKING_SET_FACTOR = 10;
+
 export class Pipeline {
   private readonly deps: PipelineDeps;
+  /** What the entries in process take together (pipeline.maxWorkingBytes). */
+  private readonly memory: MemoryBudget;
+  private memoryWaiters: (() => void)[] = [];
   private readonly workerId: string;
   /** A mail is unwrapped and its documents extracted before the document stages. */
   private readonly messageStages: readonly Stage[];
@@ -46,6 +57,7 @@ export class Pipeline {
   constructor(deps: PipelineDeps) {
     this.deps = deps;
     this.workerId = deps.workerId ?? `${process.pid}-${randomUUID().slice(0, 8)}`;
+    this.memory = new MemoryBudget(deps.settings.maxWorkingBytes);
     const [convert, ...rest] = DOCUMENT_STAGES as [Stage, ...Stage[]];
     this.messageStages = [unwrapStage(deps.mail), extractStage, convert, crossCheckStage, ...rest];
   }
@@ -102,7 +114,33 @@ export class Pipeline {
     });
   }
 
+  /**
+   * Waits until the entry's share of pipeline.maxWorkingBytes is free, and returns it for
+   * give(). Concurrency alone would let a few large messages take gigabytes; an entry larger
+   * than the whole budget waits until it is alone, then runs (held back for ever, it would never
+   * be delivered). The lease runs meanwhile: the wait lasts what the entries before it take.
+   */
+  private async reserve(entry: Entry): Promise<number> {
+    const bytes = Math.min(entry.size * WORKING_SET_FACTOR, this.memory.limit);
+    while (!this.memory.take(bytes)) await new Promise<void>((resolve) => this.memoryWaiters.push(resolve));
+    return bytes;
+  }
+
+  private unreserve(bytes: number): void {
+    this.memory.give(bytes);
+    for (const wake of this.memoryWaiters.splice(0)) wake();
+  }
+
   private async process(claim: Claim): Promise<void> {
+    const reserved = await this.reserve(claim.entry);
+    try {
+      await this.processReserved(claim);
+    } finally {
+      this.unreserve(reserved);
+    }
+  }
+
+  private async processReserved(claim: Claim): Promise<void> {
     const { journal, log, metrics } = this.deps;
     const raw = await journal.raw(claim.entry.id);
     if (!raw) throw new Error(`entry ${claim.entry.id} has no raw bytes`);

@@ -13,7 +13,7 @@ import { retryDelayMs } from '../../gateway/pipeline/backoff.js';
 import type { Stage, StageNeighbours } from '../../gateway/pipeline/stages.js';
 import { Pipeline } from '../../gateway/pipeline/worker.js';
 
-const settings: Config['pipeline'] = { concurrency: 1, leaseMs: 10_000, pollMs: 20, retryBaseMs: 1000, retryMaxMs: 60_000, maxAttempts: 3 };
+const settings: Config['pipeline'] = { concurrency: 1, leaseMs: 10_000, pollMs: 20, retryBaseMs: 1000, retryMaxMs: 60_000, maxAttempts: 3, maxWorkingBytes: 1024 * 1024 * 1024 };
 const neighbours = {} as StageNeighbours;
 const ok = (name: string, reached: Stage['reached'], result: Record<string, unknown> = {}): Stage => ({ name, reached, run: () => Promise.resolve(result) });
 const failing = (name: string, err: unknown): Stage => ({ name, reached: 'identified', run: () => Promise.reject(err) });
@@ -88,6 +88,38 @@ describe('pipeline worker', () => {
     for (let i = 0; i < 100 && (await journal.get(id))?.state !== 'delivered'; i++) await new Promise((r) => setTimeout(r, 10));
     await p.stop();
     expect((await journal.get(id))?.state).toBe('delivered');
+  });
+
+  it('keeps the entries in process within pipeline.maxWorkingBytes (10 times their size), one larger than it alone', async () => {
+    let active = 0;
+    let peak = 0;
+    const slow: Stage = {
+      name: 'route', reached: 'delivered',
+      async run() {
+        peak = Math.max(peak, ++active);
+        await new Promise((r) => setTimeout(r, 30));
+        active--;
+        return {};
+      },
+    };
+    /** Runs entries of these raw sizes with 4 loops; returns the most that were in process at once. */
+    const peakFor = async (sizes: number[]): Promise<number> => {
+      [active, peak] = [0, 0];
+      const ids = await Promise.all(sizes.map(async (n) => (await journal.append({ kind: 'document', door: 'http', submitter: 't', contentType: 'application/xml', raw: Buffer.alloc(n, 0x20) })).id));
+      const p = pipeline([slow], { concurrency: 4, maxWorkingBytes: 15_000 });
+      p.start();
+      for (let i = 0; i < 300 && (await journal.counts()).delivered < ids.length; i++) await new Promise((r) => setTimeout(r, 10));
+      await p.stop();
+      for (const id of ids) expect((await journal.get(id))?.state).toBe('delivered');
+      return peak;
+    };
+    expect(await peakFor([100, 100, 100, 100])).toBe(4); // 1 000 bytes each: all fit
+    await journal.close();
+    journal = await openJournal('sqlite::memory:');
+    expect(await peakFor([1000, 1000, 1000, 1000])).toBe(1); // 10 000 each: one at a time
+    await journal.close();
+    journal = await openJournal('sqlite::memory:');
+    expect(await peakFor([2000, 100])).toBe(1); // 20 000 > the budget: runs, alone
   });
 });
 
