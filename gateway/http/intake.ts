@@ -9,8 +9,8 @@ import Router, { type RouterContext } from '@koa/router';
 import type { Entry, EntryKind, Journal } from '../../adapters/journal/port.js';
 import { PasserelleError } from '../errors.js';
 import { assertLooksLikeXml } from '../pipeline/sniff.js';
-import { requireRole } from './auth.js';
 import { MemoryBudget } from '../util/memory-budget.js';
+import { requireRole } from './auth.js';
 import { readBody } from './body.js';
 import type { AppState } from './state.js';
 

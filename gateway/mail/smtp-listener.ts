@@ -154,7 +154,7 @@ export function createSmtpListener(deps: SmtpListenerDeps): SmtpListener {
   const onData = (stream: SMTPServerDataStream, session: SMTPServerSession, callback: (err?: Error | null, message?: string) => void): void => {
     const chunks: Buffer[] = [];
     let bytes = 0;
-    /** What this message counts in `held`. */
+    /** What this message holds of the budget. */
     let mine = 0;
     let oversized = false;
     let deferred = false;
