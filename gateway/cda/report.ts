@@ -15,6 +15,7 @@ export const REPORT_CODES = {
   TIME_ZONE_ASSUMED: 'A time without a zone took the document zone (else Europe/Paris at that date).',
   TIME_REPAIRED: 'A malformed timestamp was repaired (missing seconds, short offset).',
   TIME_INVALID: 'A timestamp could not be read and was left out.',
+  UNIT_REPAIRED: 'A time unit written otherwise than in UCUM (J for d, "sem", "mois"…) was read as its UCUM unit.',
   ID_INVALID: 'An identifier root is neither an OID nor a UUID.',
   INS_KEY_INVALID: 'The INS matricule fails its key check (97 − n mod 97).',
   INS_MISSING: 'The patient has no INS identifier.',

@@ -381,6 +381,21 @@ describe('treatments → MedicationStatement', () => {
     expect(m3.codes).toContain('ENTRY_INCOMPLETE');
   });
 
+  it('reads a period unit written in French or upper case as its UCUM unit, reported; refuses an unknown one', () => {
+    const every = (period: string): Mapped => mapSection('10160-0', treatment().replace('<period value="8" unit="h"/>', period));
+    for (const [period, unit] of [['<period value="1" unit="J"/>', 'd'], ['<period value="2" unit="semaines"/>', 'wk'], ['<period value="1" unit="D"/>', 'd'], ['<period value="6" unit="H"/>', 'h']] as const) {
+      const m = every(period);
+      expectValid(m);
+      expect(one<MedicationStatement>(m, 'MedicationStatement').dosage?.[0]?.timing?.repeat?.periodUnit, period).toBe(unit);
+      expect(m.codes, period).toEqual(['UNIT_REPAIRED']);
+    }
+    const frequency = every('<frequency><numerator value="3"/><denominator value="1" unit="j"/></frequency>');
+    expect(one<MedicationStatement>(frequency, 'MedicationStatement').dosage?.[0]?.timing?.repeat).toEqual({ frequency: 3, period: 1, periodUnit: 'd' });
+    const unknown = every('<period value="1" unit="lune"/>');
+    expect(one<MedicationStatement>(unknown, 'MedicationStatement').dosage?.[0]?.timing).toBeUndefined();
+    expect(unknown.codes).toEqual(['ENTRY_NOT_MAPPED']);
+  });
+
   it('falls back to the product name, then to data-absent-reason (DLU-EHPAD shape)', () => {
     const named = mapSection('10160-0', treatment({ product: '<manufacturedMaterial><code nullFlavor="UNK"/><name>Kardégic 75</name></manufacturedMaterial>' }));
     expectValid(named);

@@ -43,7 +43,26 @@ const STATUS: Readonly<Record<string, MedicationStatement['status']>> = {
   new: 'intended',
 };
 
-const TIMING_UNITS = new Set(['s', 'min', 'h', 'd', 'wk', 'mo', 'a']);
+type PeriodUnit = NonNullable<TimingRepeat['periodUnit']>;
+/** The UCUM units FHIR Timing takes (units-of-time). */
+const TIMING_UNITS: ReadonlySet<string> = new Set<PeriodUnit>(['s', 'min', 'h', 'd', 'wk', 'mo', 'a']);
+/**
+ * French spellings seen instead of UCUM in PIVL_TS periods, the ANS examples included (DLU-EHPAD-FLUDR
+ * writes `unit="J"`), and the unit they mean. Upper-case UCUM (`D`, `H`) is handled by lower-casing.
+ */
+const FRENCH_TIME_UNITS: Readonly<Record<string, PeriodUnit>> = {
+  j: 'd', jour: 'd', jours: 'd', sem: 'wk', semaine: 'wk', semaines: 'wk', mois: 'mo', an: 'a', ans: 'a', 'année': 'a', 'années': 'a',
+  heure: 'h', heures: 'h', mn: 'min',
+};
+
+/** A PIVL_TS period unit as FHIR Timing's; a non-UCUM spelling whose meaning is plain is read and reported. */
+function timingUnit(ctx: ConversionContext, unit: string, el: XElement): PeriodUnit | undefined {
+  if (TIMING_UNITS.has(unit)) return unit as PeriodUnit;
+  const lower = unit.toLowerCase();
+  const meant = TIMING_UNITS.has(lower) ? (lower as PeriodUnit) : own(FRENCH_TIME_UNITS, lower);
+  if (meant) ctx.report.info('UNIT_REPAIRED', `Time unit "${unit}" read as UCUM "${meant}".`, el);
+  return meant;
+}
 const WHEN = new Set([
   'MORN', 'MORN.early', 'MORN.late', 'NOON', 'AFT', 'AFT.early', 'AFT.late', 'EVE', 'EVE.early', 'EVE.late', 'NIGHT',
   'PHS', 'HS', 'WAKE', 'C', 'CM', 'CD', 'CV', 'AC', 'ACM', 'ACD', 'ACV', 'PC', 'PCM', 'PCD', 'PCV',
@@ -107,19 +126,23 @@ function repeatOf(ctx: ConversionContext, sa: XElement, sectionCode: string | un
       if (freq) {
         // PIVL_TS frequency form (Data Types R2): numerator times per denominator period.
         const n = Number(attr(child(freq, 'numerator'), 'value'));
-        const d = Number(attr(child(freq, 'denominator'), 'value'));
-        const du = attr(child(freq, 'denominator'), 'unit')?.trim() ?? '';
-        if (Number.isInteger(n) && n > 0 && n < 2 ** 31 && Number.isFinite(d) && d > 0 && TIMING_UNITS.has(du)) {
+        const denominator = child(freq, 'denominator');
+        const d = Number(attr(denominator, 'value'));
+        const du = Number.isInteger(n) && n > 0 && n < 2 ** 31 && Number.isFinite(d) && d > 0 ? timingUnit(ctx, attr(denominator, 'unit')?.trim() ?? '', denominator ?? et) : undefined;
+        if (du) {
           repeat.frequency = n;
           repeat.period = d;
-          repeat.periodUnit = du as TimingRepeat['periodUnit'];
+          repeat.periodUnit = du;
           continue;
         }
-      } else if (Number.isFinite(value) && value > 0 && TIMING_UNITS.has(unit)) {
-        repeat.frequency = 1;
-        repeat.period = value;
-        repeat.periodUnit = unit as TimingRepeat['periodUnit'];
-        continue;
+      } else {
+        const pu = Number.isFinite(value) && value > 0 ? timingUnit(ctx, unit, p ?? et) : undefined;
+        if (pu) {
+          repeat.frequency = 1;
+          repeat.period = value;
+          repeat.periodUnit = pu;
+          continue;
+        }
       }
       notMapped(ctx, 'Administration frequency (PIVL_TS) with a period or unit FHIR Timing cannot hold', sectionCode, et);
     } else if (type === 'EIVL_TS') {
