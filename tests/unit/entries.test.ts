@@ -665,6 +665,35 @@ describe('observations → Observation', () => {
     expect(all.every((o) => o.category?.[0]?.coding?.[0]?.code === 'laboratory')).toBe(true);
     expect(all[1]?.status).toBe('preliminary');
   });
+
+  it('a microbiology results act (specimen collection, isolate cluster, susceptibility battery) yields its observations', () => {
+    const m = mapSection('18725-2', `<entry typeCode="DRIV"><templateId root="1.3.6.1.4.1.19376.1.3.1"/><templateId root="1.2.250.1.213.1.1.3.21"/>
+      <act classCode="ACT" moodCode="EVN"><code code="18725-2" codeSystem="2.16.840.1.113883.6.1"/><statusCode code="completed"/>
+        <entryRelationship typeCode="COMP"><procedure classCode="PROC" moodCode="EVN"><templateId root="1.3.6.1.4.1.19376.1.3.1.2"/>
+          <code code="5201" displayName="EX MICROBIO URINES (ECBU)" codeSystem="1.2.3.4"/><effectiveTime value="202401040735+0100"/></procedure></entryRelationship>
+        <entryRelationship typeCode="COMP"><organizer classCode="CLUSTER" moodCode="EVN"><templateId root="1.3.6.1.4.1.19376.1.3.1.5"/><statusCode code="completed"/>
+          <specimen typeCode="SPC"><specimenRole classCode="SPEC"><specimenPlayingEntity classCode="MIC">
+            <code code="112283007" displayName="Escherichia coli (organism)" codeSystem="2.16.840.1.113883.6.96"/></specimenPlayingEntity></specimenRole></specimen>
+          <component><observation classCode="OBS" moodCode="EVN"><code code="51480-2" codeSystem="2.16.840.1.113883.6.1"/><statusCode code="completed"/>
+            <value xsi:type="PQ" value="100000" unit="/mL"/></observation></component>
+          <component><organizer classCode="BATTERY" moodCode="EVN"><code code="18769-0" displayName="Antibiogramme" codeSystem="2.16.840.1.113883.6.1"/><statusCode code="completed"/>
+            <component><observation classCode="OBS" moodCode="EVN"><code code="20-8" codeSystem="2.16.840.1.113883.6.1"/><statusCode code="completed"/>
+              <value xsi:type="CD" code="S" codeSystem="2.16.840.1.113883.5.83"/></observation></component></organizer></component>
+        </organizer></entryRelationship>
+      </act></entry>`);
+    expectValid(m);
+    const all = of<Observation>(m, 'Observation');
+    expect(all.map((o) => o.code.coding?.[0]?.code)).toContain('51480-2');
+    expect(all.map((o) => o.code.coding?.[0]?.code)).toContain('20-8');
+    expect(all.every((o) => o.category?.[0]?.coding?.[0]?.code === 'laboratory')).toBe(true);
+    expect(m.diagnostics.some((d) => d.startsWith('procedure') && d.includes('inside a results act'))).toBe(true);
+    // The isolate: a panel whose value is the microorganism, its counts and susceptibilities as members.
+    const isolate = all.find((o) => o.valueCodeableConcept) as Observation;
+    expect(isolate.code).toEqual({ text: 'Micro-organisme identifié' });
+    expect(isolate.valueCodeableConcept?.coding?.[0]).toMatchObject({ system: 'http://snomed.info/sct', code: '112283007' });
+    expect(isolate.hasMember).toHaveLength(2);
+    expect(m.codes).not.toContain('ENTRY_INCOMPLETE');
+  });
 });
 
 // ---------------------------------------------------------------- care plan

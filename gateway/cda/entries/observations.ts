@@ -4,7 +4,8 @@
  * Sources: IHE PCC Simple Observation (1.3.6.1.4.1.19376.1.5.3.1.4.13) and CI-SIS
  * FR-Simple-Observation (1.2.250.1.213.1.1.3.48), FR-Signes-vitaux (organizer 1.2.250.1.213.1.1.3.49)
  * with FR-Signe-vital-observe components, the CR-BIO laboratory entries (act
- * 1.3.6.1.4.1.19376.1.3.1 wrapping result observations and battery organizers).
+ * 1.3.6.1.4.1.19376.1.3.1 wrapping result observations and battery organizers; in microbiology,
+ * isolate organizers whose value is the microorganism identified).
  *
  * FHIR R4 Observation: status and code are 1..1; obs-6 dataAbsentReason only without a value;
  * obs-3 a referenceRange has low, high or text; obs-7 no component code equal to the code. An
@@ -309,6 +310,19 @@ function mapRelationships(ctx: ConversionContext, obs: XElement, o: Observation,
   return out;
 }
 
+/** Observation.code.text of an isolate panel, whose CDA organizer carries no code. */
+const ISOLATE_TEXT = 'Micro-organisme identifié';
+
+/**
+ * The microorganism of an isolate organizer (IHE PaLM Laboratory Isolate Organizer
+ * 1.3.6.1.4.1.19376.1.3.1.5, CI-SIS FR-Isolat-microbiologique): the code of its
+ * specimen/specimenRole/specimenPlayingEntity (classCode MIC), e.g. SNOMED CT 112283007 Escherichia coli.
+ */
+function isolateOrganism(ctx: ConversionContext, org: XElement): CodeableConcept | undefined {
+  const entity = child(child(child(org, 'specimen'), 'specimenRole'), 'specimenPlayingEntity');
+  return entity ? concept(ctx, child(entity, 'code')) : undefined;
+}
+
 /**
  * An organizer (battery, vital-signs cluster) → a panel Observation with one member per
  * component observation (nested organizers become nested panels). Returns the panel first.
@@ -318,11 +332,15 @@ export function mapOrganizer(ctx: ConversionContext, org: XElement, opts: Observ
     notMapped(ctx, `Planned ${describe(org)}`, opts.sectionCode, org);
     return [];
   }
+  const organism = isolateOrganism(ctx, org);
+  const codeEl = child(org, 'code');
   const panel: Observation = {
     resourceType: 'Observation',
     status: observationStatus(ctx, org),
-    code: requiredConcept(ctx, child(org, 'code'), entryText(ctx, org), 'Organizer code', org),
+    // An isolate organizer has no code of its own (IHE PaLM): what it observes is the microorganism.
+    code: organism && (!codeEl || isNull(codeEl)) ? { text: ISOLATE_TEXT } : requiredConcept(ctx, codeEl, entryText(ctx, org), 'Organizer code', org),
   };
+  if (organism) panel.valueCodeableConcept = organism;
   const ids = identifiers(ctx, org);
   if (ids.length) panel.identifier = ids;
   if (opts.category) panel.category = [opts.category];
@@ -373,9 +391,13 @@ export function mapResultsAct(ctx: ConversionContext, act: XElement, opts: Obser
   return out;
 }
 
-/** True when an act holds only observations/organizers (a results container, not a concern). */
+/**
+ * True when an act holds results: observations or organizers, beside acts (comments) and
+ * procedures — IHE XD-LAB's Specimen Collection (1.3.6.1.4.1.19376.1.3.1.2), which the ANS
+ * microbiology reports put before the batteries. A concern act holds none of these shapes.
+ */
 export function isResultsAct(act: XElement): boolean {
   const rels = children(act, 'entryRelationship').map(statementOf).filter((s) => s !== undefined);
   return rels.length > 0 && rels.some((s) => s.name === 'observation' || s.name === 'organizer') &&
-    rels.every((s) => s.name === 'observation' || s.name === 'organizer' || s.name === 'act');
+    rels.every((s) => s.name === 'observation' || s.name === 'organizer' || s.name === 'act' || s.name === 'procedure');
 }
