@@ -151,7 +151,8 @@ describe('the console in Chromium', () => {
     expect(await page.locator('#entries tbody tr').count()).toBe(4);
 
     await page.click('#states button[data-state="quarantined"]');
-    await page.waitForFunction("document.querySelectorAll('#entries tbody tr').length === 3");
+    // Locators, not waitForFunction: a string predicate is evaluated in the page, and its CSP forbids eval.
+    await expect.poll(() => page.locator('#entries tbody tr').count()).toBe(3);
     expect(await page.textContent('#states button[data-state="quarantined"]')).toBe('quarantined (3)');
 
     await page.click(`#entries tr[data-id="${ids.noDocument}"]`);
@@ -169,7 +170,7 @@ describe('the console in Chromium', () => {
     expect(await settled(ids.noDocument)).toMatchObject({ state: 'quarantined', errorCode: 'MIME_NO_DOCUMENT' });
     await page.click('#states button[data-state="quarantined"]'); // the list as it is now
     await page.click(`#entries tr[data-id="${ids.noDocument}"]`);
-    await page.waitForFunction("[...document.querySelectorAll('#d-history tbody tr')].some((tr) => tr.textContent.includes('replay') && tr.textContent.includes('ops'))");
+    await page.locator('#d-history tbody tr', { hasText: 'replay' }).filter({ hasText: 'ops' }).waitFor();
     expect(problemsOf(page)).toEqual([]);
     await page.close();
   });
