@@ -35,3 +35,16 @@ export function openSqlite(path: string): Database.Database {
   db.pragma('foreign_keys = ON');
   return db;
 }
+
+/** A connection's statements, each prepared once per SQL text and reused for the life of the connection. */
+export function statementCache(db: Database.Database): (sql: string) => Database.Statement {
+  const statements = new Map<string, Database.Statement>();
+  return (sql) => {
+    let statement = statements.get(sql);
+    if (statement === undefined) {
+      statement = db.prepare(sql);
+      statements.set(sql, statement);
+    }
+    return statement;
+  };
+}

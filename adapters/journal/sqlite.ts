@@ -14,7 +14,7 @@
  * Instants are ISO-8601 UTC text of fixed width, so they compare correctly as strings.
  */
 import type Database from 'better-sqlite3';
-import { openSqlite } from '../database.js';
+import { openSqlite, statementCache } from '../database.js';
 import type { ErrorCode } from '../../gateway/errors.js';
 import type { Claim, Entry, EntryState, HistoryEvent, Journal, NewEntry, Reopen, Transition } from './port.js';
 import { LeaseLostError } from './port.js';
@@ -100,7 +100,7 @@ function leaseUntil(now: Date, leaseMs: number): string {
 
 export class SqliteJournal implements Journal {
   private readonly db: Database.Database;
-  private readonly statements = new Map<string, Database.Statement>();
+  private readonly sql: (text: string) => Database.Statement;
 
   /** `path` is a file (its directory is created if missing) or `:memory:`. */
   constructor(path: string) {
@@ -109,6 +109,7 @@ export class SqliteJournal implements Journal {
     } catch (err) {
       throw journalError(err);
     }
+    this.sql = statementCache(this.db);
   }
 
   init(): Promise<void> {
@@ -296,7 +297,6 @@ export class SqliteJournal implements Journal {
 
   close(): Promise<void> {
     return guarded(() => {
-      this.statements.clear();
       this.db.close();
     });
   }
@@ -308,14 +308,5 @@ export class SqliteJournal implements Journal {
 
   private insertEvent(id: string, now: string, event: EventValues): void {
     this.sql(INSERT_EVENT).run({ id, ...event, at: event.at ?? now });
-  }
-
-  private sql(text: string): Database.Statement {
-    let statement = this.statements.get(text);
-    if (statement === undefined) {
-      statement = this.db.prepare(text);
-      this.statements.set(text, statement);
-    }
-    return statement;
   }
 }

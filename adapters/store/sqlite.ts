@@ -9,7 +9,7 @@
  * transaction, so the lock is never held across an event-loop turn.
  */
 import type Database from 'better-sqlite3';
-import { openSqlite } from '../database.js';
+import { openSqlite, statementCache } from '../database.js';
 import { PasserelleError } from '../../gateway/errors.js';
 import type { Row, SqlDriver, Work } from './sql.js';
 
@@ -17,7 +17,7 @@ import type { Row, SqlDriver, Work } from './sql.js';
 export class SqliteDriver implements SqlDriver {
   readonly dialect = 'sqlite' as const;
   private readonly db: Database.Database;
-  private readonly statements = new Map<string, Database.Statement>();
+  private readonly statement: (sql: string) => Database.Statement;
 
   constructor(path: string) {
     try {
@@ -25,6 +25,7 @@ export class SqliteDriver implements SqlDriver {
     } catch (err) {
       throw sqliteError(err);
     }
+    this.statement = statementCache(this.db);
   }
 
   write<T>(work: () => Work<T>): Promise<T> {
@@ -52,11 +53,7 @@ export class SqliteDriver implements SqlDriver {
     let step = work.next();
     while (!step.done) {
       const { sql, params } = step.value;
-      let statement = this.statements.get(sql);
-      if (!statement) {
-        statement = this.db.prepare(sql);
-        this.statements.set(sql, statement);
-      }
+      const statement = this.statement(sql);
       let rows: Row[] = [];
       if (statement.reader) rows = statement.all(...params) as Row[];
       else statement.run(...params);
