@@ -38,7 +38,7 @@ export interface XmlLimits {
   maxBytes: number;
   /** Element nesting depth (default 256). */
   maxDepth: number;
-  /** Elements in the whole document (default 2 000 000). */
+  /** Elements in the whole document (default 500 000). */
   maxElements: number;
 }
 
