@@ -14,6 +14,7 @@
  */
 import { createHash } from 'node:crypto';
 import { crc32, inflateRawSync } from 'node:zlib';
+import type { Readable } from 'node:stream';
 import yauzl, { type Entry, type ZipFile } from 'yauzl';
 import { PasserelleError } from '../errors.js';
 import { parseXml, type XElement } from '../cda/xml.js';
@@ -333,18 +334,13 @@ function inflate(zipfile: ZipFile, checked: CheckedEntry, lim: XdmLimits, budget
 }
 
 async function inflateSmall(zipfile: ZipFile, checked: CheckedEntry, lim: XdmLimits, budget: Budget): Promise<Buffer> {
-  const { entry, name } = checked;
+  const { entry } = checked;
+  const stream = await openEntry(zipfile, checked, { decompress: false });
   const stored = await new Promise<Buffer>((resolve, reject) => {
-    zipfile.openReadStream(entry, { decompress: false }, (err, stream) => {
-      if (err) {
-        reject(new PasserelleError('XDM_MALFORMED', `Entry ${safeName(name)}: ${firstLine(err)}`));
-        return;
-      }
-      const chunks: Buffer[] = [];
-      stream.on('data', (chunk: Buffer) => chunks.push(chunk));
-      stream.on('error', (e: unknown) => reject(new PasserelleError('XDM_MALFORMED', `Entry ${safeName(name)}: ${firstLine(e)}`)));
-      stream.on('end', () => resolve(Buffer.concat(chunks)));
-    });
+    const chunks: Buffer[] = [];
+    stream.on('data', (chunk: Buffer) => chunks.push(chunk));
+    stream.on('error', (e: unknown) => reject(unreadable(checked, e)));
+    stream.on('end', () => resolve(Buffer.concat(chunks)));
   });
   let bytes: Buffer;
   if (entry.compressionMethod === 0) bytes = stored;
@@ -352,74 +348,82 @@ async function inflateSmall(zipfile: ZipFile, checked: CheckedEntry, lim: XdmLim
     try {
       bytes = inflateRawSync(stored, { maxOutputLength: Math.max(1, entry.uncompressedSize) });
     } catch (e) {
-      if ((e as { code?: unknown }).code === 'ERR_BUFFER_TOO_LARGE') {
-        throw new PasserelleError('XDM_LIMIT_EXCEEDED', `Entry ${safeName(name)} inflates beyond its declared ${entry.uncompressedSize} bytes.`);
-      }
-      throw new PasserelleError('XDM_MALFORMED', `Entry ${safeName(name)}: ${firstLine(e)}`);
+      throw (e as { code?: unknown }).code === 'ERR_BUFFER_TOO_LARGE' ? beyondDeclared(checked) : unreadable(checked, e);
     }
   }
-  if (budget.total + bytes.length > lim.maxTotalBytes) throw new PasserelleError('XDM_LIMIT_EXCEEDED', `The zip inflates beyond ${lim.maxTotalBytes} bytes.`);
-  if (bytes.length !== entry.uncompressedSize) {
-    throw new PasserelleError('XDM_MALFORMED', `Entry ${safeName(name)} is ${bytes.length} bytes; the zip declares ${entry.uncompressedSize}.`);
-  }
-  if (crc32(bytes) >>> 0 !== entry.crc32 >>> 0) throw new PasserelleError('XDM_MALFORMED', `Entry ${safeName(name)} fails its CRC-32 check.`);
-  budget.total += bytes.length;
+  if (budget.total + bytes.length > lim.maxTotalBytes) throw beyondTotal(lim);
+  const failure = endOfEntry(checked, bytes.length, crc32(bytes), budget);
+  if (failure) throw failure;
   return bytes;
 }
 
-function inflateStreaming(zipfile: ZipFile, checked: CheckedEntry, lim: XdmLimits, budget: Budget): Promise<Buffer> {
+async function inflateStreaming(zipfile: ZipFile, checked: CheckedEntry, lim: XdmLimits, budget: Budget): Promise<Buffer> {
   const { entry, name } = checked;
+  const stream = await openEntry(zipfile, checked);
   return new Promise((resolve, reject) => {
-    zipfile.openReadStream(entry, (err, stream) => {
-      if (err) {
-        reject(new PasserelleError('XDM_MALFORMED', `Entry ${safeName(name)}: ${firstLine(err)}`));
+    const chunks: Buffer[] = [];
+    let length = 0;
+    let crc = 0;
+    let settled = false;
+    const fail = (error: PasserelleError): void => {
+      if (settled) return;
+      settled = true;
+      chunks.length = 0;
+      stream.destroy();
+      reject(error);
+    };
+    stream.on('data', (chunk: Buffer) => {
+      if (settled) return;
+      length += chunk.length;
+      if (length > entry.uncompressedSize) {
+        fail(beyondDeclared(checked));
+      } else if (length > lim.maxEntryBytes) {
+        fail(new PasserelleError('XDM_LIMIT_EXCEEDED', `Entry ${safeName(name)} exceeds ${lim.maxEntryBytes} bytes.`));
+      } else if (budget.total + length > lim.maxTotalBytes) {
+        fail(beyondTotal(lim));
+      } else if (length > lim.ratioFloorBytes && length > lim.maxRatio * entry.compressedSize) {
+        fail(new PasserelleError('XDM_LIMIT_EXCEEDED', `Entry ${safeName(name)} inflates beyond a ${lim.maxRatio}:1 ratio.`));
+      } else {
+        crc = crc32(chunk, crc);
+        chunks.push(chunk);
+      }
+    });
+    stream.on('error', (e: unknown) => fail(unreadable(checked, e)));
+    stream.on('end', () => {
+      if (settled) return;
+      const failure = endOfEntry(checked, length, crc, budget);
+      if (failure) {
+        fail(failure);
         return;
       }
-      const chunks: Buffer[] = [];
-      let length = 0;
-      let crc = 0;
-      let settled = false;
-      const fail = (error: PasserelleError): void => {
-        if (settled) return;
-        settled = true;
-        chunks.length = 0;
-        stream.destroy();
-        reject(error);
-      };
-      stream.on('data', (chunk: Buffer) => {
-        if (settled) return;
-        length += chunk.length;
-        if (length > entry.uncompressedSize) {
-          fail(new PasserelleError('XDM_LIMIT_EXCEEDED', `Entry ${safeName(name)} inflates beyond its declared ${entry.uncompressedSize} bytes.`));
-        } else if (length > lim.maxEntryBytes) {
-          fail(new PasserelleError('XDM_LIMIT_EXCEEDED', `Entry ${safeName(name)} exceeds ${lim.maxEntryBytes} bytes.`));
-        } else if (budget.total + length > lim.maxTotalBytes) {
-          fail(new PasserelleError('XDM_LIMIT_EXCEEDED', `The zip inflates beyond ${lim.maxTotalBytes} bytes.`));
-        } else if (length > lim.ratioFloorBytes && length > lim.maxRatio * entry.compressedSize) {
-          fail(new PasserelleError('XDM_LIMIT_EXCEEDED', `Entry ${safeName(name)} inflates beyond a ${lim.maxRatio}:1 ratio.`));
-        } else {
-          crc = crc32(chunk, crc);
-          chunks.push(chunk);
-        }
-      });
-      stream.on('error', (e: unknown) => fail(new PasserelleError('XDM_MALFORMED', `Entry ${safeName(name)}: ${firstLine(e)}`)));
-      stream.on('end', () => {
-        if (settled) return;
-        if (length !== entry.uncompressedSize) {
-          fail(new PasserelleError('XDM_MALFORMED', `Entry ${safeName(name)} is ${length} bytes; the zip declares ${entry.uncompressedSize}.`));
-          return;
-        }
-        if (crc >>> 0 !== entry.crc32 >>> 0) {
-          fail(new PasserelleError('XDM_MALFORMED', `Entry ${safeName(name)} fails its CRC-32 check.`));
-          return;
-        }
-        settled = true;
-        budget.total += length;
-        resolve(Buffer.concat(chunks, length));
-      });
+      settled = true;
+      resolve(Buffer.concat(chunks, length));
     });
   });
 }
+
+/** The entry's data stream: inflated by yauzl, or as stored with `decompress: false`. */
+function openEntry(zipfile: ZipFile, checked: CheckedEntry, options?: { decompress: false }): Promise<Readable> {
+  return new Promise((resolve, reject) => {
+    const done = (err: Error | null, stream: Readable): void => (err ? reject(unreadable(checked, err)) : resolve(stream));
+    if (options) zipfile.openReadStream(checked.entry, options, done);
+    else zipfile.openReadStream(checked.entry, done);
+  });
+}
+
+/** The checks once an entry is read whole — the size the directory declares, then its CRC-32 — after which it counts in the budget. */
+function endOfEntry(checked: CheckedEntry, length: number, crc: number, budget: Budget): PasserelleError | undefined {
+  const { entry, name } = checked;
+  if (length !== entry.uncompressedSize) return new PasserelleError('XDM_MALFORMED', `Entry ${safeName(name)} is ${length} bytes; the zip declares ${entry.uncompressedSize}.`);
+  if (crc >>> 0 !== entry.crc32 >>> 0) return new PasserelleError('XDM_MALFORMED', `Entry ${safeName(name)} fails its CRC-32 check.`);
+  budget.total += length;
+  return undefined;
+}
+
+const unreadable = (checked: CheckedEntry, err: unknown): PasserelleError => new PasserelleError('XDM_MALFORMED', `Entry ${safeName(checked.name)}: ${firstLine(err)}`);
+const beyondDeclared = (checked: CheckedEntry): PasserelleError =>
+  new PasserelleError('XDM_LIMIT_EXCEEDED', `Entry ${safeName(checked.name)} inflates beyond its declared ${checked.entry.uncompressedSize} bytes.`);
+const beyondTotal = (lim: XdmLimits): PasserelleError => new PasserelleError('XDM_LIMIT_EXCEEDED', `The zip inflates beyond ${lim.maxTotalBytes} bytes.`);
 
 /**
  * Finds the entry a `URI` slot names. ITI-32 makes it relative to the subset folder
