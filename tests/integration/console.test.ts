@@ -16,6 +16,7 @@ import { silentLogger } from '../../gateway/log.js';
 import { start, type RunningGateway } from '../../gateway/server.js';
 import { withDocumentId } from '../support/cda-variants.js';
 import { corpusDocument } from '../support/corpus.js';
+import { settledEntry } from '../support/settled.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 const ADMIN = 'console-admin-token-000000001';
@@ -44,14 +45,7 @@ async function post(path: string, contentType: string, body: Buffer): Promise<st
   return ((await res.json()) as { id: string }).id;
 }
 
-async function settled(id: string): Promise<{ state: string; errorCode?: string }> {
-  for (let i = 0; i < 400; i++) {
-    const entry = (await (await fetch(`${gateway.url}/messages/${id}`, { headers: { authorization: `Bearer ${ADMIN}` } })).json()) as { state: string; errorCode?: string };
-    if (['delivered', 'quarantined', 'failed'].includes(entry.state)) return entry;
-    await new Promise((r) => setTimeout(r, 25));
-  }
-  throw new Error(`${id} did not settle`);
-}
+const settled = (id: string): Promise<{ state: string; errorCode?: string }> => settledEntry(gateway.url, id, ADMIN, 10_000);
 
 const ids: Record<'noDocument' | 'delivered' | 'badIns' | 'hostileSubject', string> = { noDocument: '', delivered: '', badIns: '', hostileSubject: '' };
 

@@ -14,6 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { withDocumentId } from '../support/cda-variants.js';
 import { corpusDocument } from '../support/corpus.js';
 import { spawnGateway, type GatewayProcess } from '../support/gateway-process.js';
+import { settledEntry } from '../support/settled.js';
 
 const PG_SERVER = 'postgres://postgres@127.0.0.1:5432';
 const DATABASE = `passerelle_deploy_${randomBytes(4).toString('hex')}`;
@@ -53,14 +54,7 @@ async function post(url: string, documentId: string): Promise<string> {
   return ((await res.json()) as { id: string }).id;
 }
 
-async function settle(url: string, id: string): Promise<{ state: string; bundles: string[]; history: { outcome: string; state: string }[] }> {
-  for (let i = 0; i < 600; i++) {
-    const entry = (await (await fetch(`${url}/messages/${id}`, { headers: { authorization: `Bearer ${ADMIN}` } })).json()) as { state: string; bundles: string[]; history: { outcome: string; state: string }[] };
-    if (['delivered', 'quarantined', 'failed'].includes(entry.state)) return entry;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`entry ${id} did not settle`);
-}
+const settle = (url: string, id: string): Promise<{ state: string; bundles: string[]; history: { outcome: string; state: string }[] }> => settledEntry(url, id, ADMIN, 30_000);
 
 beforeAll(async () => {
   await sql('postgres', `CREATE DATABASE ${DATABASE}`);

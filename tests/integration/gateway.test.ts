@@ -16,6 +16,7 @@ import { insWithKey, withDocumentId, withPatient, type PatientVariant } from '..
 import { corpusDocument } from '../support/corpus.js';
 import { validateWithStructureDefinitions } from '../support/fhir-validator.js';
 import { spawnGateway, type GatewayProcess } from '../support/gateway-process.js';
+import { settledEntry } from '../support/settled.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'passerelle-e2e-'));
 const TOKENS = { sender: 'e2e-sender-token-000000000001', azur: 'e2e-pta-azur-token-0000000001', rhone: 'e2e-pta-rhone-token-000000001', breizh: 'e2e-pta-breizh-token-00000001', ops: 'e2e-admin-token-0000000000001' };
@@ -115,14 +116,7 @@ const post = async (body: string): Promise<string> => {
   return ((await res.json()) as { id: string }).id;
 };
 interface Status { state: string; errorCode?: string; bundles: string[]; history: { state: string }[]; result: Record<string, unknown> }
-const settled = async (id: string): Promise<Status> => {
-  for (let i = 0; i < 400; i++) {
-    const s = (await (await call(`/messages/${id}`, TOKENS.sender)).json()) as Status;
-    if (['delivered', 'quarantined', 'failed'].includes(s.state)) return s;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`entry ${id} did not settle`);
-};
+const settled = (id: string): Promise<Status> => settledEntry<Status>(gw.url, id, TOKENS.sender, 20_000);
 const searchIds = async (token: string, query = ''): Promise<string[]> => {
   const res = await call(`/fhir/Bundle?_count=100${query}`, token);
   expect(res.status).toBe(200);

@@ -21,6 +21,7 @@ import { corpusDocument } from '../support/corpus.js';
 import { spawnGateway, type GatewayProcess } from '../support/gateway-process.js';
 import { testPki } from '../support/openssl-pki.js';
 import { CapturingRelay } from '../support/relay.js';
+import { settledEntry } from '../support/settled.js';
 import { metadataXml, xdm, type DocSpec } from '../support/xdm.js';
 
 const run = promisify(execFile);
@@ -166,14 +167,7 @@ async function api<T>(path: string, token: string): Promise<T> {
 
 interface MessageView { id: string; state: string; errorCode?: string; bundles: string[] }
 
-async function settled(id: string): Promise<MessageView> {
-  for (let i = 0; i < 600; i++) {
-    const entry = await api<MessageView>(`/messages/${id}`, ADMIN);
-    if (['delivered', 'quarantined', 'failed'].includes(entry.state)) return entry;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`message ${id} did not settle`);
-}
+const settled = (id: string): Promise<MessageView> => settledEntry<MessageView>(gateway.url, id, ADMIN, 30_000);
 
 /** The MDN relayed to `address`, opened: decrypted with the sender's key when it came encrypted. */
 async function mdnFor(address: string, signer: string): Promise<{ subject: string | undefined; text: string }> {

@@ -20,6 +20,7 @@ import { initDevPki, type DevPkiFiles } from '../../gateway/pki/dev-pki.js';
 import { start, type RunningGateway } from '../../gateway/server.js';
 import { corpusDocument } from '../support/corpus.js';
 import { CapturingRelay } from '../support/relay.js';
+import { settledEntry } from '../support/settled.js';
 import { metadataXml, OTHER_INS, xdm, type DocSpec } from '../support/xdm.js';
 import { deflatedZeros } from '../support/zip.js';
 
@@ -96,12 +97,7 @@ async function submit(raw: Buffer): Promise<{ id: string; state: string; errorCo
   const res = await fetch(`${gateway.url}/messages`, { method: 'POST', headers: { authorization: `Bearer ${SENDER}`, 'content-type': 'message/rfc822' }, body: raw });
   expect(res.status).toBe(202);
   const { id } = (await res.json()) as { id: string };
-  for (let i = 0; i < 400; i++) {
-    const entry = (await (await fetch(`${gateway.url}/messages/${id}`, { headers: { authorization: `Bearer ${SENDER}` } })).json()) as { id: string; state: string; errorCode?: string; bundles: string[]; result: Record<string, unknown> };
-    if (['delivered', 'quarantined', 'failed'].includes(entry.state)) return entry;
-    await new Promise((r) => setTimeout(r, 25));
-  }
-  throw new Error('message did not settle');
+  return settledEntry(gateway.url, id, SENDER, 10_000);
 }
 
 describe('mail through the pipeline', () => {
