@@ -3,8 +3,6 @@
 'use strict';
 
 const STATES = ['received', 'unwrapped', 'extracted', 'converted', 'identified', 'resolved', 'delivered', 'quarantined', 'failed'];
-/** Quarantine codes an operator may override with $release (gateway/http/messages.ts RELEASABLE). */
-const RELEASABLE = new Set(['IDENTITY_AMBIGUOUS', 'IDENTITY_COLLISION']);
 const TOKEN_KEY = 'passerelle.console.token';
 const PAGE = 50;
 
@@ -163,7 +161,7 @@ function renderEntry(entry, mail) {
   $('d-history').tBodies[0].replaceChildren(...entry.history.map((e) => row([
     when(e.at), e.stage || '', e.outcome, e.state, e.durationMs ?? '', e.errorCode || '', e.detail || '', e.actor || '',
   ])));
-  $('release').hidden = !(entry.state === 'quarantined' && RELEASABLE.has(entry.errorCode));
+  $('release').hidden = !(entry.state === 'quarantined' && mail.error && mail.error.releasable);
 }
 
 async function act(action) {

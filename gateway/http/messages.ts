@@ -64,7 +64,7 @@ export function messagesRouter({ journal, onAppended }: MessagesDeps): Router<Ap
    */
   router.get('/messages/:id/mail', requireRole('admin'), async (ctx) => {
     const entry = await visible(ctx.params.id ?? '', ctx.state);
-    const error = entry.errorCode ? { code: entry.errorCode, message: ERROR_CATALOGUE[entry.errorCode].message } : null;
+    const error = entry.errorCode ? { code: entry.errorCode, message: ERROR_CATALOGUE[entry.errorCode].message, releasable: RELEASABLE.has(entry.errorCode) } : null;
     const raw = entry.kind === 'message' ? await journal.raw(entry.id) : undefined;
     let root;
     try {

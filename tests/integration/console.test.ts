@@ -81,7 +81,7 @@ describe('the API the console reads', () => {
     expect(asAdmin.status).toBe(200);
     expect(await asAdmin.json()).toMatchObject({
       id: ids.noDocument,
-      error: { code: 'MIME_NO_DOCUMENT' },
+      error: { code: 'MIME_NO_DOCUMENT', releasable: false },
       header: {
         from: 'secretariat@hopital.test', to: 'bal@passerelle.test',
         xdm: { version: '1.0', labelAndName: 'Lettre de liaison DUPONT Marie', birthDate: '1979-05-03', guess: { family: 'DUPONT', given: 'Marie' } },
