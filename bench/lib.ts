@@ -3,8 +3,8 @@
  * (warm-up, then a fixed duration, in process, on the current thread).
  */
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join, resolve } from 'node:path';
+import { packageRoot } from '../gateway/util/package-root.js';
 
 /** One line of the NDJSON output. */
 export interface BenchResult {
@@ -35,16 +35,8 @@ export class BenchSetupError extends Error {
   override readonly name = 'BenchSetupError';
 }
 
-/** The folder holding package.json, found by walking up from this module (works from src and dist). */
-export function packageRoot(from: string = import.meta.url): string {
-  let dir = dirname(fileURLToPath(from));
-  for (;;) {
-    if (existsSync(join(dir, 'package.json'))) return dir;
-    const parent = dirname(dir);
-    if (parent === dir) throw new BenchSetupError(`No package.json above ${fileURLToPath(from)}.`);
-    dir = parent;
-  }
-}
+/** The package root, found the way the gateway finds its schemas and fixtures. */
+export { packageRoot };
 
 /** `$PASSERELLE_CORPUS`, else `<package root>/../shared/corpus/cda`. */
 export function corpusDir(): string {
