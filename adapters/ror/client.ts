@@ -26,6 +26,7 @@
 import type { Bundle, BundleEntry, CodeableConcept, Extension, HealthcareService, Organization, Resource } from '@medplum/fhirtypes';
 import { Client, type FhirResource, type RequestOptions, type SearchParams } from 'fhir-kit-client';
 import { PasserelleError } from '../../gateway/errors.js';
+import { copyJson } from '../../gateway/util/copy-json.js';
 import type { Directory } from './port.js';
 
 /** ROR StructureDefinitions (IG fhir-repertoire-offre-ressources-sante). */
@@ -198,7 +199,7 @@ export class RorClient implements Directory {
   private async cached<T>(key: string, load: () => Promise<T>): Promise<T> {
     const hit = this.cache.get(key);
     const age = hit ? Date.now() - hit.storedAt : Infinity;
-    if (hit && age < this.ttlMs) return structuredClone(hit.value as T);
+    if (hit && age < this.ttlMs) return copyJson(hit.value as T);
     let pending = this.inflight.get(key) as Promise<T> | undefined;
     if (!pending) {
       pending = load().then((value) => {
@@ -210,12 +211,12 @@ export class RorClient implements Directory {
       this.inflight.set(key, pending);
     }
     try {
-      return structuredClone(await pending);
+      return copyJson(await pending);
     } catch (err) {
       if (!(err instanceof RorFailure)) throw err;
       if (err.transient && hit && age < this.ttlMs + this.maxStaleMs) {
         this.onStale?.(`${err.message}; served an answer cached ${Math.round(age / 1000)} s ago`);
-        return structuredClone(hit.value as T);
+        return copyJson(hit.value as T);
       }
       throw new PasserelleError('ROR_UNAVAILABLE', `ROR: ${err.message}${err.transient ? ' and nothing cached to serve instead' : ''}`);
     }

@@ -5,9 +5,8 @@
  */
 import { attr, type XElement } from './xml.js';
 
-/** The base64 alphabet (RFC 4648 §4) by character code. */
-const BASE64_ALPHABET = new Uint8Array(128);
-for (const c of 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/') BASE64_ALPHABET[c.charCodeAt(0)] = 1;
+/** A character outside the base64 alphabet (RFC 4648 §4). */
+const NOT_BASE64 = /[^A-Za-z0-9+/]/;
 
 export interface Payload {
   contentType: string;
@@ -29,18 +28,15 @@ export function readPayload(value: XElement): Payload | undefined {
 }
 
 /**
- * Non-empty, a multiple of 4 long, the alphabet then at most two `=`. A loop over character codes:
- * the equivalent regular expression cost a millisecond per PDF-sized payload.
+ * Non-empty, a multiple of 4 long, the alphabet then at most two `=`. Searched for the first
+ * character outside the alphabet (one native scan); an anchored pattern for the whole string cost
+ * a millisecond per PDF-sized payload.
  */
 function isBase64(data: string): boolean {
   if (!data || data.length % 4 !== 0) return false;
   let end = data.length;
   if (data.charCodeAt(end - 1) === 0x3d) end -= data.charCodeAt(end - 2) === 0x3d ? 2 : 1;
-  for (let i = 0; i < end; i++) {
-    const c = data.charCodeAt(i);
-    if (c >= 128 || BASE64_ALPHABET[c] !== 1) return false;
-  }
-  return true;
+  return !NOT_BASE64.test(end === data.length ? data : data.slice(0, end));
 }
 
 /** A PDF starts with `%PDF-` once decoded (ISO 32000-1 §7.5.2). */

@@ -54,7 +54,7 @@ export interface OriginalHeaders {
  * Reads OriginalHeaders from a parsed message. Give the message whose header the sender wrote: for
  * S/MIME, the outer one carries the routing fields (Disposition-Notification-To, Message-ID).
  */
-export function readOriginalHeaders(message: MimePart, envelopeFrom?: string): OriginalHeaders {
+export function readOriginalHeaders(message: Pick<MimePart, 'headers'>, envelopeFrom?: string): OriginalHeaders {
   return {
     messageId: headerValue(message, 'Message-ID'),
     from: headerValue(message, 'From'),

@@ -116,6 +116,17 @@ export function parseMessage(raw: Buffer, limits: Partial<MimeLimits> = {}): Mim
   return root;
 }
 
+/**
+ * Reads only a message's own header block (RFC 5322 §2.1), for what needs the header fields and
+ * not the body: the acknowledgement of an entry the unwrap stage already read whole.
+ */
+export function parseHeader(raw: Buffer, limits: Partial<MimeLimits> = {}): { readonly headers: readonly MimeHeader[] } {
+  const ctx: Context = { limits: { ...DEFAULT_MIME_LIMITS, ...limits }, parts: 0 };
+  const { headers } = readHeaderBlock(raw, '', 0, [], ctx);
+  if (headers.length === 0) throw new PasserelleError('MIME_MALFORMED', 'The message has no header fields.');
+  return { headers };
+}
+
 /** End of the line starting at `pos`: index of its LF (or the buffer's end), and where the next line starts. */
 function lineAt(buf: Buffer, pos: number): { end: number; next: number } {
   const lf = buf.indexOf(LF, pos);
@@ -488,18 +499,18 @@ export function canonicalCrlf(bytes: Buffer): Buffer {
 // ---- header access ----
 
 /** Values of every field of that name (case-insensitive), unfolded, not decoded. */
-export function headerValues(part: MimePart, name: string): string[] {
+export function headerValues(part: Pick<MimePart, 'headers'>, name: string): string[] {
   const lower = name.toLowerCase();
   return part.headers.filter((h) => h.name.toLowerCase() === lower).map((h) => h.value);
 }
 
 /** Value of the first field of that name, unfolded, not decoded. */
-export function headerValue(part: MimePart, name: string): string | undefined {
+export function headerValue(part: Pick<MimePart, 'headers'>, name: string): string | undefined {
   return firstValue(part.headers, name.toLowerCase());
 }
 
 /** Value of the first field of that name with RFC 2047 encoded words decoded (for unstructured fields: Subject…). */
-export function decodedHeader(part: MimePart, name: string): string | undefined {
+export function decodedHeader(part: Pick<MimePart, 'headers'>, name: string): string | undefined {
   const v = headerValue(part, name);
   return v === undefined ? undefined : decodeWords(v);
 }

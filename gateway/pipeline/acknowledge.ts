@@ -10,7 +10,7 @@ import type { Entry } from '../../adapters/journal/port.js';
 import type { MailSender, SmtpEnvelope } from '../../adapters/smtp/port.js';
 import { buildDsn } from '../mail/dsn.js';
 import { buildMdn, readOriginalHeaders, signMdn, type OutgoingMail } from '../mail/mdn.js';
-import { parseMessage } from '../mail/mime.js';
+import { parseHeader } from '../mail/mime.js';
 import { encryptMime } from '../mail/smime-wrap.js';
 import type { Identity } from '../smime/index.js';
 import type { Stage } from './stages.js';
@@ -40,7 +40,7 @@ function senderCertificate(entry: Entry): X509Certificate | undefined {
 export function acknowledgementFor(entry: Entry, raw: Buffer, settings: AckSettings): OutgoingMail | undefined {
   let root;
   try {
-    root = parseMessage(raw);
+    root = parseHeader(raw); // the header fields are all an acknowledgement reads of the original
   } catch {
     return undefined; // nothing to read an address from
   }
