@@ -48,3 +48,55 @@ export function statementCache(db: Database.Database): (sql: string) => Database
     return statement;
   };
 }
+
+interface QueuedWrite {
+  work: () => unknown;
+  resolve: (value: unknown) => void;
+  reject: (err: unknown) => void;
+}
+
+/**
+ * Group commit: the write transactions asked for during one turn of the event loop run together
+ * in one `BEGIN IMMEDIATE … COMMIT`, so concurrent messages share one WAL fsync
+ * (synchronous=FULL) instead of blocking the event loop for one each. Each unit runs in a
+ * savepoint of its own (better-sqlite3 nests transaction functions as SAVEPOINTs): one that throws
+ * is rolled back alone and rejected; the others are resolved only once the commit is on disk, and
+ * all are rejected if it fails. A read sees the writes whose promises have resolved.
+ */
+export class GroupCommit {
+  private queue: QueuedWrite[] = [];
+
+  constructor(private readonly db: Database.Database) {}
+
+  write<T>(work: () => T): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      if (this.queue.push({ work, resolve: resolve as (value: unknown) => void, reject }) === 1) setImmediate(() => this.flush());
+    });
+  }
+
+  private flush(): void {
+    const batch = this.queue;
+    this.queue = [];
+    const outcomes: Array<{ ok: true; value: unknown } | { ok: false; err: unknown }> = [];
+    try {
+      this.db.transaction(() => {
+        for (const unit of batch) {
+          try {
+            outcomes.push({ ok: true, value: batch.length === 1 ? unit.work() : this.db.transaction(unit.work)() });
+          } catch (err) {
+            if (batch.length === 1) throw err; // alone: the whole transaction rolls back
+            outcomes.push({ ok: false, err });
+          }
+        }
+      }).immediate();
+    } catch (err) {
+      for (const unit of batch) unit.reject(err);
+      return;
+    }
+    batch.forEach((unit, i) => {
+      const outcome = outcomes[i];
+      if (outcome?.ok) unit.resolve(outcome.value);
+      else unit.reject(outcome?.err);
+    });
+  }
+}

@@ -9,12 +9,13 @@
  * instead fail with SQLITE_BUSY_SNAPSHOT (https://sqlite.org/lang_transaction.html). The busy
  * timeout makes a process wait for the lock rather than fail.
  *
- * better-sqlite3 is synchronous: each call blocks the event loop for one short transaction, which
- * is what the embedded default trades for zero setup; PostgreSQL is the choice for load.
+ * better-sqlite3 is synchronous: each transaction blocks the event loop, which is what the
+ * embedded default trades for zero setup (PostgreSQL is the choice for load); the writes asked for
+ * in one event-loop turn share one transaction and one fsync (GroupCommit, adapters/database.ts).
  * Instants are ISO-8601 UTC text of fixed width, so they compare correctly as strings.
  */
 import type Database from 'better-sqlite3';
-import { openSqlite, statementCache } from '../database.js';
+import { GroupCommit, openSqlite, statementCache } from '../database.js';
 import type { ErrorCode } from '../../gateway/errors.js';
 import type { Claim, Entry, EntryState, HistoryEvent, Journal, NewEntry, Reopen, Transition } from './port.js';
 import { LeaseLostError } from './port.js';
@@ -101,6 +102,7 @@ function leaseUntil(now: Date, leaseMs: number): string {
 export class SqliteJournal implements Journal {
   private readonly db: Database.Database;
   private readonly sql: (text: string) => Database.Statement;
+  private readonly commits: GroupCommit;
 
   /** `path` is a file (its directory is created if missing) or `:memory:`. */
   constructor(path: string) {
@@ -110,6 +112,7 @@ export class SqliteJournal implements Journal {
       throw journalError(err);
     }
     this.sql = statementCache(this.db);
+    this.commits = new GroupCommit(this.db);
   }
 
   init(): Promise<void> {
@@ -301,9 +304,12 @@ export class SqliteJournal implements Journal {
     });
   }
 
-  /** One `BEGIN IMMEDIATE` transaction: the write lock is held from the first read (see the file comment). */
-  private write<T>(work: () => T): T {
-    return this.db.transaction(work).immediate();
+  /**
+   * In a `BEGIN IMMEDIATE` transaction, which holds the write lock from the first read (see the
+   * file comment), shared with the other writes of this event-loop turn (GroupCommit).
+   */
+  private write<T>(work: () => T): Promise<T> {
+    return this.commits.write(work);
   }
 
   private insertEvent(id: string, now: string, event: EventValues): void {

@@ -5,11 +5,11 @@
  * Every write is `BEGIN IMMEDIATE`: it takes the database's single write lock before its first
  * read, which is what serializes the lastUpdated assignment across processes
  * (https://sqlite.org/lang_transaction.html); the busy timeout makes another process wait for
- * the lock rather than fail. A unit of work runs to completion synchronously inside the
- * transaction, so the lock is never held across an event-loop turn.
+ * the lock rather than fail. The writes of one event-loop turn share a transaction (GroupCommit),
+ * each unit in a savepoint, all run synchronously, so the lock is never held across a turn.
  */
 import type Database from 'better-sqlite3';
-import { openSqlite, statementCache } from '../database.js';
+import { GroupCommit, openSqlite, statementCache } from '../database.js';
 import { PasserelleError } from '../../gateway/errors.js';
 import type { Row, SqlDriver, Work } from './sql.js';
 
@@ -18,6 +18,7 @@ export class SqliteDriver implements SqlDriver {
   readonly dialect = 'sqlite' as const;
   private readonly db: Database.Database;
   private readonly statement: (sql: string) => Database.Statement;
+  private readonly commits: GroupCommit;
 
   constructor(path: string) {
     try {
@@ -26,27 +27,25 @@ export class SqliteDriver implements SqlDriver {
       throw sqliteError(err);
     }
     this.statement = statementCache(this.db);
+    this.commits = new GroupCommit(this.db);
   }
 
+  /** Shares its transaction and fsync with the other writes of this event-loop turn (GroupCommit). */
   write<T>(work: () => Work<T>): Promise<T> {
-    return this.transaction(work, 'immediate');
+    return this.commits.write(() => this.run(work())).catch((err: unknown) => Promise.reject(sqliteError(err)));
   }
 
   read<T>(work: () => Work<T>): Promise<T> {
-    return this.transaction(work, 'deferred');
+    try {
+      return Promise.resolve(this.db.transaction(() => this.run(work())).deferred());
+    } catch (err) {
+      return Promise.reject(sqliteError(err));
+    }
   }
 
   close(): Promise<void> {
     if (this.db.open) this.db.close();
     return Promise.resolve();
-  }
-
-  private transaction<T>(work: () => Work<T>, mode: 'immediate' | 'deferred'): Promise<T> {
-    try {
-      return Promise.resolve(this.db.transaction(() => this.run(work()))[mode]());
-    } catch (err) {
-      return Promise.reject(sqliteError(err));
-    }
   }
 
   private run<T>(work: Work<T>): T {
