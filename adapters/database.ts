@@ -74,8 +74,10 @@ export class GroupCommit {
     });
   }
 
-  private flush(): void {
+  /** Commits what is queued now; closing a connection calls it first, so no write asked for is dropped. */
+  flush(): void {
     const batch = this.queue;
+    if (batch.length === 0) return; // the turn's flush after an early one
     this.queue = [];
     const outcomes: Array<{ ok: true; value: unknown } | { ok: false; err: unknown }> = [];
     try {

@@ -300,6 +300,7 @@ export class SqliteJournal implements Journal {
 
   close(): Promise<void> {
     return guarded(() => {
+      this.commits.flush();
       this.db.close();
     });
   }

@@ -44,7 +44,9 @@ export class SqliteDriver implements SqlDriver {
   }
 
   close(): Promise<void> {
-    if (this.db.open) this.db.close();
+    if (!this.db.open) return Promise.resolve();
+    this.commits.flush();
+    this.db.close();
     return Promise.resolve();
   }
 

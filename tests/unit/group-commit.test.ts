@@ -72,6 +72,14 @@ describe('GroupCommit', () => {
     expect(rows()).toEqual([]);
   });
 
+  it('commits what is queued when flushed before the turn ends (as closing does)', async () => {
+    const { rows, insert, commits } = database();
+    const pending = commits.write(insert('a'));
+    commits.flush();
+    expect(rows()).toEqual(['a']);
+    await expect(pending).resolves.toBe(1);
+  });
+
   it('rejects every unit when the transaction cannot be committed', async () => {
     const { db, insert, commits } = database();
     const pending = [commits.write(insert('a')), commits.write(insert('b'))];
