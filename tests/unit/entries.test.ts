@@ -228,6 +228,33 @@ describe('problems → Condition', () => {
     expect(m.codes).not.toContain('ENTRY_NOT_MAPPED');
   });
 
+  /** CI-SIS 2024 (IPS-FR): FR-Statut-du-probleme with an HL7 condition-clinical code, FR-Certitude with a condition-ver-status one. */
+  const status2024 = (code: string): string => `<entryRelationship typeCode="REFR"><observation classCode="OBS" moodCode="EVN">
+      <templateId root="1.3.6.1.4.1.19376.1.5.3.1.4.1.1"/><code code="33999-4" codeSystem="2.16.840.1.113883.6.1"/>
+      <statusCode code="completed"/><value xsi:type="CE" code="${code}" codeSystem="2.16.840.1.113883.4.642.4.1074"/></observation></entryRelationship>`;
+  const certainty = (code: string): string => `<entryRelationship typeCode="SUBJ" inversionInd="true"><observation classCode="OBS" moodCode="EVN">
+      <templateId root="1.3.6.1.4.1.19376.1.5.3.1.4.13"/><templateId root="1.2.250.1.213.1.1.3.171"/>
+      <code code="66455-7" displayName="Certitude" codeSystem="2.16.840.1.113883.6.1"/><statusCode code="completed"/>
+      <value xsi:type="CD" code="${code}" codeSystem="2.16.840.1.113883.4.642.4.1075"/></observation></entryRelationship>`;
+
+  it('reads the CI-SIS 2024 status codes (HL7 condition-clinical) and FR-Certitude (verification status)', () => {
+    const m = mapSection('11450-4', concern('active', problem(`${status2024('recurrence')}${certainty('provisional')}`)));
+    expectValid(m);
+    const c = one<Condition>(m, 'Condition');
+    expect(c.clinicalStatus?.coding?.[0]?.code).toBe('recurrence');
+    expect(c.verificationStatus?.coding?.[0]).toEqual({ system: 'http://terminology.hl7.org/CodeSystem/condition-ver-status', code: 'provisional' });
+    expect(m.codes).not.toContain('ENTRY_NOT_MAPPED');
+  });
+
+  it('keeps no end date beside a recurrence (con-4); a certainty with an unknown value is reported', () => {
+    const m = mapSection('11348-0', concern('active', problem(`${status2024('relapse')}${certainty('peut-être')}`, '<low value="2019"/><high value="20200301"/>')));
+    expectValid(m);
+    const c = one<Condition>(m, 'Condition');
+    expect([c.clinicalStatus?.coding?.[0]?.code, c.abatementDateTime, c.verificationStatus]).toEqual(['relapse', undefined, undefined]);
+    expect(m.diagnostics.some((d) => d.includes('says relapse: end date left out'))).toBe(true);
+    expect(m.diagnostics.some((d) => d.startsWith('observation 66455-7 related to a problem'))).toBe(true);
+  });
+
   it('states an unknown clinical status with data-absent-reason (con-3), negation as refuted', () => {
     const obs = problem().replace('moodCode="EVN">', 'moodCode="EVN" negationInd="true">');
     const m = mapSection('11450-4', `<entry>${obs}</entry>`);
@@ -303,6 +330,26 @@ describe('allergies → AllergyIntolerance', () => {
     expect(a.code).toEqual({ text: 'Lactose' });
     expect([a.type, a.category]).toEqual(['intolerance', ['food']]);
     expect(a.clinicalStatus?.coding?.[0]?.code).toBe('inactive');
+  });
+
+  it('reads the CI-SIS 2024 codes: clinical status, criticality, and a certainty allergies have no code for', () => {
+    const m = mapSection('48765-2', allergy(`<code code="ALG" codeSystem="2.16.840.1.113883.5.4"/><statusCode code="completed"/>
+      <value xsi:type="CD" code="91935009" displayName="Arachide" codeSystem="2.16.840.1.113883.6.96"/>
+      <entryRelationship typeCode="SUBJ" inversionInd="true"><observation classCode="OBS" moodCode="EVN">
+        <templateId root="1.3.6.1.4.1.19376.1.5.3.1.4.1.1"/><code code="33999-4" codeSystem="2.16.840.1.113883.6.1"/><statusCode code="completed"/>
+        <value xsi:type="CE" code="recurrence" codeSystem="2.16.840.1.113883.4.642.4.1373"/></observation></entryRelationship>
+      <entryRelationship typeCode="SUBJ" inversionInd="true"><observation classCode="OBS" moodCode="EVN">
+        <code code="82606-5" codeSystem="2.16.840.1.113883.6.1"/><statusCode code="completed"/>
+        <value xsi:type="CE" code="high" codeSystem="2.16.840.1.113883.4.642.4.130"/></observation></entryRelationship>
+      <entryRelationship typeCode="SUBJ" inversionInd="true"><observation classCode="OBS" moodCode="EVN">
+        <templateId root="1.2.250.1.213.1.1.3.171"/><code code="66455-7" codeSystem="2.16.840.1.113883.6.1"/><statusCode code="completed"/>
+        <value xsi:type="CD" code="differential" codeSystem="2.16.840.1.113883.4.642.4.1075"/></observation></entryRelationship>`, 'completed'));
+    expectValid(m);
+    const a = one<AllergyIntolerance>(m, 'AllergyIntolerance');
+    expect(a.clinicalStatus?.coding?.[0]?.code).toBe('active'); // no recurrence for an allergy: active again
+    expect(a.criticality).toBe('high');
+    expect(a.verificationStatus?.coding?.[0]).toEqual({ system: 'http://terminology.hl7.org/CodeSystem/allergyintolerance-verification', code: 'unconfirmed' });
+    expect(m.codes).not.toContain('ENTRY_NOT_MAPPED');
   });
 
   it('an unknown status is stated absent (ait-1)', () => {
@@ -728,6 +775,16 @@ describe('care plan → CarePlan', () => {
     expect(m.refs).toEqual([{ reference: urlOf(m, plan) }, { reference: urlOf(m, observation) }]);
     expect(m.diagnostics.some((d) => d.startsWith('Planned act G'))).toBe(false);
     expect(m.codes).toContain('ENTRY_NOT_MAPPED'); // the GOL act
+  });
+
+  it('keeps the comments of a planned activity as its progress notes (FR-Commentaire-ER)', () => {
+    const m = mapSection('18776-5', `<entry><procedure classCode="PROC" moodCode="INT"><code code="A" codeSystem="1.2.3"/><statusCode code="active"/>
+      <entryRelationship typeCode="SUBJ" inversionInd="true"><act classCode="ACT" moodCode="EVN"><templateId root="1.3.6.1.4.1.19376.1.5.3.1.4.2"/>
+        <code code="48767-8" codeSystem="2.16.840.1.113883.6.1"/><text><reference value="#c1"/></text><statusCode code="completed"/></act></entryRelationship>
+      </procedure></entry>`, '<content ID="c1">À jeun</content>');
+    expectValid(m);
+    expect(one<CarePlan>(m, 'CarePlan').activity?.[0]?.progress).toEqual([{ text: 'À jeun' }]);
+    expect(m.codes).not.toContain('ENTRY_NOT_MAPPED');
   });
 
   it('a plan whose activities are all done is completed; without statuses it is unknown', () => {

@@ -18,7 +18,7 @@ import { attr, child, children, pathOf, text, type XElement } from '../xml.js';
 import {
   absent, author, commentText, describe, entryText, identifiers, mood, notMapped, statementOf,
 } from './common.js';
-import { clinicalStatus, codeable, concernParts, isConcernAct, isProblemStatus, isSeverity, verification } from './concern.js';
+import { certainty, clinicalStatus, codeable, concernParts, isCertainty, isConcernAct, isProblemStatus, isSeverity, verification, type Verification } from './concern.js';
 import { own } from '../../util/own.js';
 
 const CLINICAL = 'http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical';
@@ -61,6 +61,14 @@ const SEVERITY: Readonly<Record<string, NonNullable<AllergyIntoleranceReaction['
 
 const CRITICALITY: Readonly<Record<string, NonNullable<AllergyIntolerance['criticality']>>> = {
   CRITL: 'low', CRITH: 'high', CRITU: 'unable-to-assess',
+  // CI-SIS 2024: the HL7 allergy-intolerance-criticality codes themselves
+  low: 'low', high: 'high', 'unable-to-assess': 'unable-to-assess',
+};
+
+/** A condition verification status as an allergy's (allergyintolerance-verification has no provisional or differential). */
+const ALLERGY_VERIFICATION: Readonly<Record<Verification, string>> = {
+  unconfirmed: 'unconfirmed', provisional: 'unconfirmed', differential: 'unconfirmed',
+  confirmed: 'confirmed', refuted: 'refuted', 'entered-in-error': 'entered-in-error',
 };
 
 export function mapAllergyEntry(ctx: ConversionContext, st: XElement, sectionCode: string | undefined): Ref[] {
@@ -126,14 +134,14 @@ function mapAllergy(ctx: ConversionContext, concern: XElement | undefined, obs: 
   const status = clinicalStatus(concern, obs);
   if (verif !== 'entered-in-error') {
     if (status) {
-      // AllergyIntolerance has no "remission": it is inactive.
-      a.clinicalStatus = codeable(CLINICAL, status === 'remission' ? 'inactive' : status);
+      // AllergyIntolerance has no "remission" (inactive) nor "recurrence", "relapse" (active again).
+      a.clinicalStatus = codeable(CLINICAL, status === 'remission' ? 'inactive' : status === 'recurrence' || status === 'relapse' ? 'active' : status);
     } else {
       a.clinicalStatus = absent();
       ctx.report.warn('ENTRY_INCOMPLETE', 'No allergy status, end date or concern status: AllergyIntolerance.clinicalStatus stated absent (ait-1).', obs);
     }
   }
-  if (verif) a.verificationStatus = codeable(VERIFICATION, verif);
+  if (verif) a.verificationStatus = codeable(VERIFICATION, ALLERGY_VERIFICATION[verif]);
   const kindCode = attr(child(obs, 'code'), 'code')?.trim();
   const kind = own(KINDS, kindCode);
   if (kind?.type) a.type = kind.type;
@@ -183,6 +191,8 @@ function mapAllergy(ctx: ConversionContext, concern: XElement | undefined, obs: 
       else notMapped(ctx, 'Allergy criticality with an unknown value', sectionCode, st);
     } else if (st.name === 'observation' && isProblemStatus(st)) {
       continue; // read by clinicalStatus()
+    } else if (st.name === 'observation' && isCertainty(st) && certainty(st)) {
+      continue; // read by verification()
     } else {
       notMapped(ctx, `${describe(st)} related to an allergy`, sectionCode, st);
     }

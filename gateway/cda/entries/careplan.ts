@@ -16,7 +16,7 @@ import type { ConversionContext, Ref } from '../context.js';
 import { concept } from '../datatypes.js';
 import { period } from '../time.js';
 import { attr, child, children, pathOf, text, type XElement } from '../xml.js';
-import { actorRef, describe, entryText, identifiers, mood, notMapped, performers, statementOf, statusOf, xsiType } from './common.js';
+import { actorRef, commentText, describe, entryText, identifiers, mood, notMapped, performers, statementOf, statusOf, xsiType } from './common.js';
 import { productOf } from './medications.js';
 import { own } from '../../util/own.js';
 
@@ -48,7 +48,8 @@ const KIND: Readonly<Record<string, CarePlanActivityDetail['kind']>> = {
 
 const PERFORMERS = ['Practitioner', 'PractitionerRole', 'Organization', 'RelatedPerson', 'Patient', 'CareTeam', 'HealthcareService', 'Device'] as const;
 
-function detailOf(ctx: ConversionContext, st: XElement, sectionCode: string | undefined): CarePlanActivityDetail {
+/** One planned statement → a CarePlan activity: its detail, and its comments (FR-Commentaire-ER) as the activity's progress notes. */
+function activityOf(ctx: ConversionContext, st: XElement, sectionCode: string | undefined): CarePlanActivity {
   const code = statusOf(st);
   let status = own(DETAIL_STATUS, code);
   if (status === 'not-started' && mood(st) === 'APT') status = 'scheduled';
@@ -81,18 +82,21 @@ function detailOf(ctx: ConversionContext, st: XElement, sectionCode: string | un
     const product = concept(ctx, child(productOf(st), 'code')) ?? (name ? { text: name } : undefined);
     if (product) detail.productCodeableConcept = product;
   }
+  const activity: CarePlanActivity = { detail };
   for (const rel of children(st, 'entryRelationship')) {
     const inner = statementOf(rel);
     if (!inner) continue;
     const reason = attr(rel, 'typeCode') === 'RSON' ? concept(ctx, child(inner, 'value') ?? child(inner, 'code')) : undefined;
+    const note = reason ? undefined : commentText(ctx, inner);
     if (reason) (detail.reasonCode ??= []).push(reason);
+    else if (note) (activity.progress ??= []).push({ text: note });
     else notMapped(ctx, `${describe(inner)} related to a planned activity`, sectionCode, inner);
   }
-  return detail;
+  return activity;
 }
 
-function planStatus(details: CarePlanActivityDetail[]): CarePlan['status'] | undefined {
-  const s = details.map((d) => d.status);
+function planStatus(activities: CarePlanActivity[]): CarePlan['status'] | undefined {
+  const s = activities.map((a) => a.detail?.status);
   if (s.some((x) => x === 'not-started' || x === 'scheduled' || x === 'in-progress' || x === 'on-hold')) return 'active';
   if (s.length && s.every((x) => x === 'entered-in-error')) return 'entered-in-error';
   if (s.length && s.every((x) => x === 'completed' || x === 'cancelled' || x === 'stopped' || x === 'entered-in-error')) return 'completed';
@@ -101,8 +105,8 @@ function planStatus(details: CarePlanActivityDetail[]): CarePlan['status'] | und
 
 /** The planned statements of one care plan section → one CarePlan. */
 export function mapCarePlan(ctx: ConversionContext, section: XElement, planned: XElement[], sectionCode: string | undefined): Ref {
-  const details = planned.map((st) => detailOf(ctx, st, sectionCode));
-  let status = planStatus(details);
+  const activities = planned.map((st) => activityOf(ctx, st, sectionCode));
+  let status = planStatus(activities);
   if (!status) {
     ctx.report.warn('ENTRY_INCOMPLETE', 'The planned activities do not tell whether the care plan is active: CarePlan.status unknown.', section);
     status = 'unknown';
@@ -115,6 +119,6 @@ export function mapCarePlan(ctx: ConversionContext, section: XElement, planned: 
   if (ctx.encounter) plan.encounter = ctx.encounter;
   const author = actorRef(ctx, child(child(section, 'author'), 'assignedAuthor'), ['Patient', 'Practitioner', 'PractitionerRole', 'Device', 'RelatedPerson', 'Organization', 'CareTeam']);
   if (author) plan.author = author;
-  plan.activity = details.map((detail): CarePlanActivity => ({ detail }));
+  plan.activity = activities;
   return ctx.add(plan, pathOf(section));
 }

@@ -5,28 +5,44 @@
  *
  * The clinical status of the FHIR resource is read, in this order, from:
  *  1. the observation's Problem Status Observation (IHE PCC …4.1.1, LOINC 33999-4) — SNOMED CT
- *     active / inactive / resolved / remission;
+ *     active / inactive / resolved / remission, or (CI-SIS 2024 templates, JDV_HL7_ConditionClinical-CISIS
+ *     and the allergy one) the HL7 FHIR codes themselves: active, recurrence, relapse, inactive,
+ *     remission, resolved;
  *  2. the end of the observation's effectiveTime (a problem that ended is resolved; this also keeps
  *     con-4: an abatement requires an inactive, resolved or remission status);
  *  3. the concern's statusCode (IHE PCC: active = still tracked; completed, aborted, suspended =
  *     no longer tracked → inactive).
  * Nothing else: when none of them says it, the status is stated absent, never guessed.
+ *
+ * The verification status: nullified → entered-in-error, negationInd → refuted, else the
+ * observation's FR-Certitude (CI-SIS 1.2.250.1.213.1.1.3.171, LOINC 66455-7, an HL7
+ * condition-ver-status code: unconfirmed, provisional, differential, confirmed, refuted,
+ * entered-in-error), else uncertaintyCode UN → unconfirmed.
  */
 import type { CodeableConcept } from '@medplum/fhirtypes';
 import { attr, child, children, type XElement } from '../xml.js';
 import { isNegated, statementOf, statusOf, templates } from './common.js';
 import { own } from '../../util/own.js';
 
-export type ClinicalStatus = 'active' | 'inactive' | 'resolved' | 'remission';
+export type ClinicalStatus = 'active' | 'recurrence' | 'relapse' | 'inactive' | 'resolved' | 'remission';
 
 const PROBLEM_STATUS_TEMPLATE = '1.3.6.1.4.1.19376.1.5.3.1.4.1.1';
 const SEVERITY_TEMPLATE = '1.3.6.1.4.1.19376.1.5.3.1.4.1';
+const CERTAINTY_TEMPLATE = '1.2.250.1.213.1.1.3.171';
 
-const SNOMED_STATUS: Readonly<Record<string, ClinicalStatus>> = {
+const STATUS_CODES: Readonly<Record<string, ClinicalStatus>> = {
+  // SNOMED CT (IHE PCC, CI-SIS before 2024)
   '55561003': 'active',
   '73425007': 'inactive',
   '413322009': 'resolved',
   '277022003': 'remission',
+  // HL7 condition-clinical / allergyintolerance-clinical (CI-SIS 2024)
+  active: 'active',
+  recurrence: 'recurrence',
+  relapse: 'relapse',
+  inactive: 'inactive',
+  remission: 'remission',
+  resolved: 'resolved',
 };
 
 export function isConcernAct(el: XElement): boolean {
@@ -60,6 +76,11 @@ export function isProblemStatus(obs: XElement): boolean {
   return templates(obs).includes(PROBLEM_STATUS_TEMPLATE) || attr(child(obs, 'code'), 'code') === '33999-4';
 }
 
+/** FR-Certitude: how certain a problem or an allergy is (read by verification()). */
+export function isCertainty(obs: XElement): boolean {
+  return templates(obs).includes(CERTAINTY_TEMPLATE) || attr(child(obs, 'code'), 'code') === '66455-7';
+}
+
 export function isSeverity(obs: XElement): boolean {
   return templates(obs).includes(SEVERITY_TEMPLATE) || attr(child(obs, 'code'), 'code') === 'SEV';
 }
@@ -70,7 +91,7 @@ export function clinicalStatus(concern: XElement | undefined, obs: XElement): Cl
     const st = statementOf(rel);
     if (st?.name === 'observation' && isProblemStatus(st)) {
       const code = attr(child(st, 'value'), 'code')?.trim();
-      const s = own(SNOMED_STATUS, code);
+      const s = own(STATUS_CODES, code);
       if (s) return s;
     }
   }
@@ -82,12 +103,26 @@ export function clinicalStatus(concern: XElement | undefined, obs: XElement): Cl
   return undefined;
 }
 
-export type Verification = 'refuted' | 'unconfirmed' | 'entered-in-error';
+/** HL7 condition-ver-status (an allergy's verification status has fewer: see the allergy mapping). */
+export type Verification = 'unconfirmed' | 'provisional' | 'differential' | 'confirmed' | 'refuted' | 'entered-in-error';
 
-/** negationInd → refuted, uncertaintyCode UN → unconfirmed, nullified → entered-in-error. */
+const VERIFICATIONS: ReadonlySet<string> = new Set<Verification>(['unconfirmed', 'provisional', 'differential', 'confirmed', 'refuted', 'entered-in-error']);
+
+/** The value of an FR-Certitude observation, when it is a condition-ver-status code (and not negated). */
+export function certainty(obs: XElement): Verification | undefined {
+  const code = attr(child(obs, 'value'), 'code')?.trim();
+  return !isNegated(obs) && code !== undefined && VERIFICATIONS.has(code) ? (code as Verification) : undefined;
+}
+
+/** The verification status, per the order in the file comment; undefined when the CDA does not say. */
 export function verification(concern: XElement | undefined, obs: XElement): Verification | undefined {
   if (statusOf(obs) === 'nullified' || (concern && statusOf(concern) === 'nullified')) return 'entered-in-error';
   if (isNegated(obs)) return 'refuted';
+  for (const rel of children(obs, 'entryRelationship')) {
+    const st = statementOf(rel);
+    const certain = st?.name === 'observation' && isCertainty(st) ? certainty(st) : undefined;
+    if (certain) return certain;
+  }
   if (attr(child(obs, 'uncertaintyCode'), 'code') === 'UN') return 'unconfirmed';
   return undefined;
 }

@@ -17,7 +17,7 @@ import { attr, child, children, pathOf, type XElement } from '../xml.js';
 import {
   absent, author, commentText, describe, entryText, identifiers, mood, notMapped, pointInTime, statementOf,
 } from './common.js';
-import { clinicalStatus, codeable, concernParts, isConcernAct, isProblemStatus, isSeverity, verification } from './concern.js';
+import { certainty, clinicalStatus, codeable, concernParts, isCertainty, isConcernAct, isProblemStatus, isSeverity, verification } from './concern.js';
 
 const CLINICAL = 'http://terminology.hl7.org/CodeSystem/condition-clinical';
 const VERIFICATION = 'http://terminology.hl7.org/CodeSystem/condition-ver-status';
@@ -53,8 +53,8 @@ function mapCondition(ctx: ConversionContext, concern: XElement | undefined, obs
   const status = clinicalStatus(concern, obs);
   const effectiveTime = child(obs, 'effectiveTime');
   let abatement = dateTime(ctx, child(effectiveTime, 'high'));
-  if (abatement && status === 'active') {
-    ctx.report.info('ENTRY_NOT_MAPPED', 'Problem has an end date but its status observation says active: end date left out (con-4).', effectiveTime ?? obs);
+  if (abatement && (status === 'active' || status === 'recurrence' || status === 'relapse')) {
+    ctx.report.info('ENTRY_NOT_MAPPED', `Problem has an end date but its status observation says ${status}: end date left out (con-4).`, effectiveTime ?? obs);
     abatement = undefined;
   }
   if (verif !== 'entered-in-error') {
@@ -106,6 +106,7 @@ function mapCondition(ctx: ConversionContext, concern: XElement | undefined, obs
     const note = commentText(ctx, st);
     if (note) (c.note ??= []).push({ text: note });
     else if (st.name === 'observation' && isProblemStatus(st)) continue; // read by clinicalStatus()
+    else if (st.name === 'observation' && isCertainty(st) && certainty(st)) continue; // read by verification()
     else if (st.name === 'observation' && isSeverity(st) && concept(ctx, child(st, 'value'))) c.severity = concept(ctx, child(st, 'value'));
     else notMapped(ctx, `${describe(st)} related to a problem`, sectionCode, st);
   }
