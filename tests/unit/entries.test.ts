@@ -416,6 +416,24 @@ describe('treatments → MedicationStatement', () => {
     }]);
   });
 
+  it('reads an SXPR_TS (an interval intersected with a period) as a bounded Timing, and its interval as the treatment period', () => {
+    const sxpr = (comps: string): string => treatment().replace(/<effectiveTime xsi:type="IVL_TS">.*?<\/effectiveTime>\s*<effectiveTime xsi:type="PIVL_TS"[^>]*>.*?<\/effectiveTime>/s,
+      `<effectiveTime xsi:type="SXPR_TS">${comps}</effectiveTime>`);
+    const m = mapSection('10160-0', sxpr(`<comp xsi:type="IVL_TS"><low value="20211201"/><width value="2" unit="d"/></comp>
+      <comp xsi:type="PIVL_TS" operator="A"><period value="8" unit="h"/></comp>`));
+    expectValid(m);
+    const ms = one<MedicationStatement>(m, 'MedicationStatement');
+    expect(ms.dosage?.[0]?.timing).toEqual({ repeat: { boundsPeriod: { start: '2021-12-01', end: '2021-12-02' }, frequency: 1, period: 8, periodUnit: 'h' } });
+    expect(ms.effectivePeriod).toEqual({ start: '2021-12-01', end: '2021-12-02' });
+    expect(m.codes).not.toContain('ENTRY_NOT_MAPPED');
+    // A union or an exclusion is not one Timing: reported, nothing half-read.
+    const union = mapSection('10160-0', sxpr(`<comp xsi:type="PIVL_TS"><period value="8" unit="h"/></comp>
+      <comp xsi:type="PIVL_TS" operator="E"><period value="1" unit="wk"/></comp>`));
+    expectValid(union);
+    expect(one<MedicationStatement>(union, 'MedicationStatement').dosage?.[0]?.timing).toBeUndefined();
+    expect(union.diagnostics.some((d) => d.startsWith('Administration timing (SXPR_TS) other than'))).toBe(true);
+  });
+
   it('18610-6 administered treatments and INT mood are statements too; INT without status is intended', () => {
     const m1 = mapSection('18610-6', treatment({ status: '<statusCode code="aborted"/>' }));
     expectValid(m1);

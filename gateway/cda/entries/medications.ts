@@ -12,14 +12,15 @@
  * product code, else its name; when neither is given, the concept carries data-absent-reason.
  * Dosage: doseQuantity (IVL_PQ with equal bounds is one dose), rateQuantity, maxDoseQuantity
  * (RTO → maxDosePerPeriod), routeCode, approachSiteCode, the first effectiveTime (IVL_TS →
- * effective[x]), PIVL_TS → timing.repeat frequency/period, EIVL_TS → timing.repeat.when,
+ * effective[x]), PIVL_TS → timing.repeat frequency/period, EIVL_TS → timing.repeat.when, SXPR_TS
+ * (an interval intersected with those) → the same with timing.repeat.boundsPeriod,
  * precondition → asNeeded, split doses (entryRelationship COMP substanceAdministration) → one
  * Dosage each with a sequence.
  */
-import type { CodeableConcept, Dosage, DosageDoseAndRate, MedicationStatement, Quantity, Range, TimingRepeat } from '@medplum/fhirtypes';
+import type { CodeableConcept, Dosage, DosageDoseAndRate, MedicationStatement, Period, Quantity, Range, TimingRepeat } from '@medplum/fhirtypes';
 import type { ConversionContext, Ref } from '../context.js';
 import { concept, isNull } from '../datatypes.js';
-import { effective } from '../time.js';
+import { effective, period } from '../time.js';
 import { attr, child, children, pathOf, text, type XElement } from '../xml.js';
 import {
   author, commentText, describe, entryText, identifiers, isNegated, mood, notMapped, requiredConcept, statementOf,
@@ -110,53 +111,106 @@ function durationTime(sa: XElement): XElement | undefined {
   return first && (!type || type === 'IVL_TS' || type === 'TS') && !child(first, 'period') && !child(first, 'event') ? first : undefined;
 }
 
-/** PIVL_TS / EIVL_TS effectiveTimes → Timing.repeat; what cannot be read is reported. */
+/**
+ * PIVL_TS / EIVL_TS effectiveTimes → Timing.repeat, and SXPR_TS (CI-SIS "toutes les 8 h pendant
+ * 2 jours": an IVL_TS intersected with PIVL_TS / EIVL_TS) → the same plus boundsPeriod; what
+ * cannot be read is reported.
+ */
 function repeatOf(ctx: ConversionContext, sa: XElement, sectionCode: string | undefined): TimingRepeat | undefined {
   const repeat: TimingRepeat = {};
   const duration = durationTime(sa);
   for (const et of children(sa, 'effectiveTime')) {
     if (et === duration || isNull(et)) continue;
-    const type = xsiType(et) ?? (child(et, 'period') ? 'PIVL_TS' : child(et, 'event') ? 'EIVL_TS' : undefined);
+    const type = timingType(et);
     if (!type) continue; // an empty <effectiveTime operator="A"/> says nothing
-    if (type === 'PIVL_TS') {
-      const p = child(et, 'period');
-      const value = Number(attr(p, 'value'));
-      const unit = attr(p, 'unit')?.trim() ?? '';
-      const freq = child(et, 'frequency');
-      if (freq) {
-        // PIVL_TS frequency form (Data Types R2): numerator times per denominator period.
-        const n = Number(attr(child(freq, 'numerator'), 'value'));
-        const denominator = child(freq, 'denominator');
-        const d = Number(attr(denominator, 'value'));
-        const du = Number.isInteger(n) && n > 0 && n < 2 ** 31 && Number.isFinite(d) && d > 0 ? timingUnit(ctx, attr(denominator, 'unit')?.trim() ?? '', denominator ?? et) : undefined;
-        if (du) {
-          repeat.frequency = n;
-          repeat.period = d;
-          repeat.periodUnit = du;
-          continue;
-        }
-      } else {
-        const pu = Number.isFinite(value) && value > 0 ? timingUnit(ctx, unit, p ?? et) : undefined;
-        if (pu) {
-          repeat.frequency = 1;
-          repeat.period = value;
-          repeat.periodUnit = pu;
-          continue;
-        }
-      }
-      notMapped(ctx, 'Administration frequency (PIVL_TS) with a period or unit FHIR Timing cannot hold', sectionCode, et);
-    } else if (type === 'EIVL_TS') {
-      const code = attr(child(et, 'event'), 'code')?.trim();
-      if (code && WHEN.has(code)) {
-        (repeat.when ??= []).push(code as NonNullable<TimingRepeat['when']>[number]);
+    if (type === 'SXPR_TS') {
+      const comps = children(et, 'comp');
+      // Data Types R1 §2.24 SXPR: each component after the first combines with the set so far by
+      // its operator; only intersections ("A") describe one Timing.
+      if (!comps.length || comps.slice(1).some((c) => (attr(c, 'operator') ?? 'I') !== 'A') || comps.some((c) => !timingType(c))) {
+        notMapped(ctx, 'Administration timing (SXPR_TS) other than an interval intersected with periods or events', sectionCode, et);
         continue;
       }
-      notMapped(ctx, `Administration event (EIVL_TS ${code ?? 'without code'})`, sectionCode, et);
-    } else {
-      notMapped(ctx, `Administration timing of type ${type}`, sectionCode, et);
+      for (const comp of comps) {
+        if (timingType(comp) === 'IVL_TS') {
+          const bounds = boundsOf(ctx, comp, sectionCode);
+          if (bounds) repeat.boundsPeriod = bounds;
+        } else {
+          readRepeat(ctx, comp, timingType(comp), repeat, sectionCode);
+        }
+      }
+      continue;
     }
+    readRepeat(ctx, et, type, repeat, sectionCode);
   }
   return Object.keys(repeat).length ? repeat : undefined;
+}
+
+/** The GTS type of an effectiveTime or SXPR_TS component: xsi:type, else guessed from its children. */
+function timingType(et: XElement): string | undefined {
+  return xsiType(et) ?? (child(et, 'period') ? 'PIVL_TS' : child(et, 'event') ? 'EIVL_TS' : child(et, 'low') || child(et, 'high') ? 'IVL_TS' : undefined);
+}
+
+/** Days per UCUM unit of an interval width the bounds are computed from (fixed lengths only). */
+const WIDTH_UNIT_DAYS: Readonly<Record<string, number>> = { d: 1, wk: 7 };
+
+/**
+ * An SXPR_TS interval → Timing.repeat.boundsPeriod: low and high, or low and a width in days or
+ * weeks (a day-precision low: the interval [low, low + width) ends the day before, inclusive).
+ */
+function boundsOf(ctx: ConversionContext, ivl: XElement, sectionCode: string | undefined): Period | undefined {
+  const bounds = period(ctx, ivl);
+  const width = child(ivl, 'width');
+  if (!bounds?.start || bounds.end || !width) return bounds;
+  const days = Number(attr(width, 'value')) * (own(WIDTH_UNIT_DAYS, attr(width, 'unit')?.trim()) ?? NaN);
+  if (/^\d{4}-\d{2}-\d{2}$/.test(bounds.start) && Number.isInteger(days) && days >= 1 && days <= 366 * 100) {
+    const end = new Date(Date.parse(`${bounds.start}T00:00:00Z`) + (days - 1) * 86_400_000);
+    bounds.end = end.toISOString().slice(0, 10);
+  } else {
+    notMapped(ctx, `Administration interval width (${attr(width, 'value') ?? '?'} ${attr(width, 'unit') ?? ''}) from a start of that precision`, sectionCode, width);
+  }
+  return bounds;
+}
+
+/** One PIVL_TS or EIVL_TS into Timing.repeat (reported when FHIR Timing cannot hold it). */
+function readRepeat(ctx: ConversionContext, et: XElement, type: string | undefined, repeat: TimingRepeat, sectionCode: string | undefined): void {
+  if (type === 'PIVL_TS') {
+    const p = child(et, 'period');
+    const value = Number(attr(p, 'value'));
+    const unit = attr(p, 'unit')?.trim() ?? '';
+    const freq = child(et, 'frequency');
+    if (freq) {
+      // PIVL_TS frequency form (Data Types R2): numerator times per denominator period.
+      const n = Number(attr(child(freq, 'numerator'), 'value'));
+      const denominator = child(freq, 'denominator');
+      const d = Number(attr(denominator, 'value'));
+      const du = Number.isInteger(n) && n > 0 && n < 2 ** 31 && Number.isFinite(d) && d > 0 ? timingUnit(ctx, attr(denominator, 'unit')?.trim() ?? '', denominator ?? et) : undefined;
+      if (du) {
+        repeat.frequency = n;
+        repeat.period = d;
+        repeat.periodUnit = du;
+        return;
+      }
+    } else {
+      const pu = Number.isFinite(value) && value > 0 ? timingUnit(ctx, unit, p ?? et) : undefined;
+      if (pu) {
+        repeat.frequency = 1;
+        repeat.period = value;
+        repeat.periodUnit = pu;
+        return;
+      }
+    }
+    notMapped(ctx, 'Administration frequency (PIVL_TS) with a period or unit FHIR Timing cannot hold', sectionCode, et);
+  } else if (type === 'EIVL_TS') {
+    const code = attr(child(et, 'event'), 'code')?.trim();
+    if (code && WHEN.has(code)) {
+      (repeat.when ??= []).push(code as NonNullable<TimingRepeat['when']>[number]);
+      return;
+    }
+    notMapped(ctx, `Administration event (EIVL_TS ${code ?? 'without code'})`, sectionCode, et);
+  } else {
+    notMapped(ctx, `Administration timing of type ${type ?? 'unknown'}`, sectionCode, et);
+  }
 }
 
 /** One Dosage from a substanceAdministration (the statement itself or a split-dose part). */
@@ -220,6 +274,9 @@ export function mapMedicationStatement(ctx: ConversionContext, sa: XElement, sec
   const dosages: Dosage[] = [];
   const main = dosageOf(ctx, sa, sectionCode);
   if (main) dosages.push(main);
+  // Without an interval of its own, the treatment lasts as long as its timing's bounds (SXPR_TS).
+  const bounds = main?.timing?.repeat?.boundsPeriod;
+  if (bounds && !ms.effectiveDateTime && !ms.effectivePeriod) ms.effectivePeriod = bounds;
 
   for (const rel of children(sa, 'entryRelationship')) {
     const st = statementOf(rel);
