@@ -927,6 +927,11 @@ describe('annexed documents → DocumentReference', () => {
     const media = mapSection('30954-2', `<entry><observationMedia ID="img1"><value mediaType="image/png" representation="B64">${Buffer.from('png').toString('base64')}</value></observationMedia></entry>`);
     expect(media.resources).toEqual([]);
     expect(media.codes).toEqual([]);
+    // The same inside an observation (FR-Directive-Anticipee carries its PDF so): not reported as unmapped.
+    const related = mapSection('42348-3', `<entry><observation classCode="OBS" moodCode="EVN"><code code="42348-3" codeSystem="2.16.840.1.113883.6.1"/>
+      <statusCode code="completed"/><entryRelationship typeCode="COMP"><observationMedia ID="pdf1"><value mediaType="application/pdf" representation="B64">JVBERi0xLjQKJSVFT0YK</value></observationMedia></entryRelationship></observation></entry>`);
+    expectValid(related);
+    expect(related.codes).not.toContain('ENTRY_NOT_MAPPED');
     const direct = mapSection('55107-7', `<entry><observationMedia ID="img2"><value mediaType="image/jpeg" representation="B64">${Buffer.from('jpg').toString('base64')}</value></observationMedia></entry>`);
     expectValid(direct);
     expect(one<DocumentReference>(direct, 'DocumentReference').content[0]?.attachment.title).toBe('Titre');

@@ -297,6 +297,7 @@ function mapRelationships(ctx: ConversionContext, obs: XElement, o: Observation,
     let refs: Ref[] = [];
     if (st.name === 'observation') refs = mapObservation(ctx, st, { sectionCode: opts.sectionCode, ...(opts.category ? { category: opts.category } : {}) });
     else if (st.name === 'organizer') refs = mapOrganizer(ctx, st, { sectionCode: opts.sectionCode, ...(opts.category ? { category: opts.category } : {}) });
+    else if (st.name === 'observationMedia') continue; // a Binary of the media module (the narrative's renderMultiMedia shows it); R4 Observation has no Attachment value
     else {
       notMapped(ctx, `${describe(st)} related to an observation (entryRelationship ${attr(rel, 'typeCode') ?? ''})`, opts.sectionCode, st);
       continue;
