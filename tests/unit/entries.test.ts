@@ -731,6 +731,26 @@ describe('observations → Observation', () => {
     expect(all[1]?.status).toBe('preliminary');
   });
 
+  it('lab comments: on a battery → the panel\'s note; on a results act → its one result\'s note, else reported', () => {
+    const comment = (text: string): string => `<act classCode="ACT" moodCode="EVN"><templateId root="1.3.6.1.4.1.19376.1.5.3.1.4.2"/>
+      <code code="48767-8" codeSystem="2.16.840.1.113883.6.1"/><text>${text}</text><statusCode code="completed"/></act>`;
+    const battery = `<organizer classCode="BATTERY" moodCode="EVN"><code code="24351-9" codeSystem="2.16.840.1.113883.6.1"/><statusCode code="completed"/>
+      <component><observation classCode="OBS" moodCode="EVN"><code code="2885-2" codeSystem="2.16.840.1.113883.6.1"/><statusCode code="completed"/>
+        <value xsi:type="PQ" value="70" unit="g/L"/></observation></component>
+      <component>${comment('Profil normal')}</component></organizer>`;
+    const act = (rels: string): string => `<entry typeCode="DRIV"><templateId root="1.3.6.1.4.1.19376.1.3.1"/>
+      <act classCode="ACT" moodCode="EVN"><code code="18719-5" codeSystem="2.16.840.1.113883.6.1"/><statusCode code="completed"/>${rels}</act></entry>`;
+    const single = mapSection('18719-5', act(`<entryRelationship typeCode="COMP">${battery}</entryRelationship>
+      <entryRelationship typeCode="COMP">${comment('Contrôle dans 3 mois')}</entryRelationship>`));
+    expectValid(single);
+    const [panel] = of<Observation>(single, 'Observation');
+    expect(panel?.note).toEqual([{ text: 'Profil normal' }, { text: 'Contrôle dans 3 mois' }]);
+    expect(single.codes).not.toContain('ENTRY_NOT_MAPPED');
+    const two = mapSection('18719-5', act(`<entryRelationship typeCode="COMP">${battery}</entryRelationship><entryRelationship typeCode="COMP">${battery}</entryRelationship>
+      <entryRelationship typeCode="COMP">${comment('Contrôle dans 3 mois')}</entryRelationship>`));
+    expect(two.diagnostics.some((d) => d.startsWith('Comment on a results act with 2 results'))).toBe(true);
+  });
+
   it('a microbiology results act (specimen collection, isolate cluster, susceptibility battery) yields its observations', () => {
     const m = mapSection('18725-2', `<entry typeCode="DRIV"><templateId root="1.3.6.1.4.1.19376.1.3.1"/><templateId root="1.2.250.1.213.1.1.3.21"/>
       <act classCode="ACT" moodCode="EVN"><code code="18725-2" codeSystem="2.16.840.1.113883.6.1"/><statusCode code="completed"/>

@@ -361,6 +361,11 @@ export function mapOrganizer(ctx: ConversionContext, org: XElement, opts: Observ
   for (const comp of children(org, 'component')) {
     const st = statementOf(comp);
     if (!st) continue;
+    const note = commentText(ctx, st);
+    if (note) {
+      (panel.note ??= []).push({ text: note }); // a comment on the battery (FR-Commentaire-ER)
+      continue;
+    }
     let refs: Ref[] = [];
     if (st.name === 'observation') refs = mapObservation(ctx, st, memberOpts);
     else if (st.name === 'organizer') refs = mapOrganizer(ctx, st, memberOpts);
@@ -376,19 +381,29 @@ export function mapOrganizer(ctx: ConversionContext, org: XElement, opts: Observ
 /**
  * A results act (CR-BIO "FR-Resultats-examens-de-biologie-medicale", IHE XD-LAB Laboratory Report
  * Data Processing Entry): a container; its result observations and batteries are mapped, the act
- * itself carries nothing R4 Observation could hold (DiagnosticReport is not emitted).
+ * itself carries nothing R4 Observation could hold (DiagnosticReport is not emitted). A comment on
+ * the act goes to its result when it has one; with several, no one resource holds it: reported.
  */
 export function mapResultsAct(ctx: ConversionContext, act: XElement, opts: ObservationOptions): Ref[] {
   const out: Ref[] = [];
+  const results: Ref[] = [];
+  const comments: Array<{ el: XElement; text: string }> = [];
   for (const rel of children(act, 'entryRelationship')) {
     const st = statementOf(rel);
     if (!st) continue;
-    if (st.name === 'observation') out.push(...mapObservation(ctx, st, opts));
-    else if (st.name === 'organizer') out.push(...mapOrganizer(ctx, st, opts));
-    else if (commentText(ctx, st)) notMapped(ctx, 'Comment on a results act', opts.sectionCode, st);
+    const refs = st.name === 'observation' ? mapObservation(ctx, st, opts) : st.name === 'organizer' ? mapOrganizer(ctx, st, opts) : undefined;
+    const note = refs ? undefined : commentText(ctx, st);
+    if (refs?.[0]) results.push(refs[0]);
+    if (refs) out.push(...refs);
+    else if (note) comments.push({ el: st, text: note });
     else notMapped(ctx, `${describe(st)} inside a results act`, opts.sectionCode, st);
   }
   if (!out.length) notMapped(ctx, `${describe(act)} without result observations`, opts.sectionCode, act);
+  const only = results.length === 1 ? ctx.emitted.find((e) => e.fullUrl === results[0]?.reference)?.resource : undefined;
+  for (const c of comments) {
+    if (only?.resourceType === 'Observation') (only.note ??= []).push({ text: c.text });
+    else notMapped(ctx, `Comment on a results act with ${results.length} results`, opts.sectionCode, c.el);
+  }
   return out;
 }
 
