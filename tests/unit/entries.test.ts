@@ -690,6 +690,27 @@ describe('observations → Observation', () => {
     expect(two.codes).toContain('ENTRY_NOT_MAPPED');
   });
 
+  it('a negated problem entry outside the problem lists is the observation of an absent finding', () => {
+    // CSE-CS9 examination: "Spina bifida: non", written as an FR-Probleme with negationInd.
+    const m = mapSection('10202-0', `<entry><observation classCode="OBS" moodCode="EVN" negationInd="true">
+      <templateId root="1.3.6.1.4.1.19376.1.5.3.1.4.5"/><templateId root="1.2.250.1.213.1.1.3.37"/>
+      <code code="282291009" displayName="interprétation diagnostique" codeSystem="2.16.840.1.113883.6.96"/>
+      <text><reference value="#sb"/></text><statusCode code="completed"/><effectiveTime><low nullFlavor="UNK"/></effectiveTime>
+      <value xsi:type="CD" code="Q05.9" displayName="Spina bifida, sans précision" codeSystem="2.16.840.1.113883.6.3"/></observation></entry>`,
+    '<content ID="sb">Spina bifida</content>');
+    expectValid(m);
+    const o = one<Observation>(m, 'Observation');
+    expect(o.code).toEqual({ coding: [{ system: 'http://hl7.org/fhir/sid/icd-10', code: 'Q05.9', display: 'Spina bifida, sans précision' }], text: 'Spina bifida' });
+    expect(o.valueCodeableConcept).toEqual({ coding: [{ system: 'http://snomed.info/sct', code: '2667000', display: 'Absent' }] });
+    expect(m.codes).not.toContain('ENTRY_NOT_MAPPED');
+    // Without a coded value there is nothing to say absent: reported.
+    const vague = mapSection('10202-0', `<entry><observation classCode="OBS" moodCode="EVN" negationInd="true">
+      <templateId root="1.3.6.1.4.1.19376.1.5.3.1.4.5"/><code code="282291009" codeSystem="2.16.840.1.113883.6.96"/>
+      <statusCode code="completed"/><value xsi:type="ST">rien</value></observation></entry>`);
+    expect(vague.resources).toEqual([]);
+    expect(vague.codes).toEqual(['ENTRY_NOT_MAPPED']);
+  });
+
   it('an organizer becomes a panel with hasMember; members inherit its time; nested observations are members', () => {
     const m = mapSection('8716-3', `<entry><organizer classCode="CLUSTER" moodCode="EVN"><id root="1.2.3.10"/>
       <code code="85353-1" displayName="Signes vitaux" codeSystem="2.16.840.1.113883.6.1"/><statusCode code="completed"/>

@@ -19,7 +19,7 @@ import { dateTime, effective, period } from '../time.js';
 import { attr, child, children, text, pathOf, type XElement } from '../xml.js';
 import {
   absentConcept, author, DAR_SYSTEM, commentText, describe, entryText, identifiers, isNegated, mood, notMapped, performers,
-  requiredConcept, statementOf, statusOf, xsiType,
+  requiredConcept, statementOf, statusOf, templates, xsiType,
 } from './common.js';
 import { own } from '../../util/own.js';
 
@@ -231,9 +231,13 @@ export function mapObservation(ctx: ConversionContext, obs: XElement, opts: Obse
     notMapped(ctx, `Planned ${describe(obs)}`, opts.sectionCode, obs);
     return [];
   }
-  if (isNegated(obs)) {
-    // negationInd states that the observation was NOT made / the finding is absent: R4 Observation
-    // has no negation, and flipping the value would be a guess.
+  // negationInd: the observation was NOT made, or its finding is absent. R4 Observation has no
+  // negation; one shape says plainly what is absent — a problem entry naming its problem in a coded
+  // value ("Spina bifida: non" in a child health certificate's examination): it becomes the
+  // observation of that finding with the value Absent (R4 Observation notes, absence of a finding).
+  // Any other negated observation is reported: flipping its value would be a guess.
+  const absent = isNegated(obs) ? absentFinding(ctx, obs) : undefined;
+  if (isNegated(obs) && !absent) {
     notMapped(ctx, `Negated ${describe(obs)} (negationInd="true")`, opts.sectionCode, obs);
     return [];
   }
@@ -241,8 +245,9 @@ export function mapObservation(ctx: ConversionContext, obs: XElement, opts: Obse
   const o: Observation = {
     resourceType: 'Observation',
     status: observationStatus(ctx, obs),
-    code: requiredConcept(ctx, child(obs, 'code'), narrative, 'Observation code', obs),
+    code: absent ?? requiredConcept(ctx, child(obs, 'code'), narrative, 'Observation code', obs),
   };
+  if (absent && !absent.text && narrative) absent.text = narrative;
   const ids = identifiers(ctx, obs);
   if (ids.length) o.identifier = ids;
   if (opts.category) o.category = [opts.category];
@@ -263,7 +268,8 @@ export function mapObservation(ctx: ConversionContext, obs: XElement, opts: Obse
   if (values.length > 1) {
     ctx.report.info('ENTRY_NOT_MAPPED', `Observation with ${values.length} values in section ${opts.sectionCode ?? '(no LOINC code)'}: only the first is mapped.`, obs);
   }
-  if (values[0]) Object.assign(o, observationValue(ctx, values[0], opts.sectionCode));
+  if (absent) o.valueCodeableConcept = { coding: [ABSENT] };
+  else if (values[0]) Object.assign(o, observationValue(ctx, values[0], opts.sectionCode));
 
   const interpretation = children(obs, 'interpretationCode').map((c) => concept(ctx, c)).filter((c) => c !== undefined);
   if (interpretation.length) o.interpretation = interpretation;
@@ -277,6 +283,18 @@ export function mapObservation(ctx: ConversionContext, obs: XElement, opts: Obse
   const ref = ctx.add(o, pathOf(obs));
   const nested = mapRelationships(ctx, obs, o, opts);
   return [ref, ...nested];
+}
+
+/** SNOMED CT 2667000 |Absent (qualifier value)|: the value of an observation of an absent finding. */
+const ABSENT = { system: 'http://snomed.info/sct', code: '2667000', display: 'Absent' } as const;
+/** IHE PCC Problem Entry, CI-SIS FR-Probleme. */
+const PROBLEM_ENTRY_TEMPLATES = ['1.3.6.1.4.1.19376.1.5.3.1.4.5', '1.2.250.1.213.1.1.3.37'];
+
+/** The finding a negated problem entry says is absent: its coded value; undefined for any other negated observation. */
+function absentFinding(ctx: ConversionContext, obs: XElement): CodeableConcept | undefined {
+  if (!templates(obs).some((t) => PROBLEM_ENTRY_TEMPLATES.includes(t))) return undefined;
+  const value = child(obs, 'value');
+  return value && xsiType(value) !== 'ST' ? concept(ctx, value) : undefined;
 }
 
 /** FHIR instant needs seconds and a zone: only a full dateTime qualifies. */
