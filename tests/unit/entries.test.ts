@@ -836,6 +836,17 @@ describe('care plan → CarePlan', () => {
     expect(m.codes).toContain('ENTRY_NOT_MAPPED'); // the GOL act
   });
 
+  it('an exam or follow-up request written in the goal mood is planned too (IPS-FR DLU shape); another goal is reported', () => {
+    const m = mapSection('18776-5', `<entry><observation classCode="OBS" moodCode="GOL"><templateId root="1.3.6.1.4.1.19376.1.5.3.1.1.20.3.1"/>
+      <templateId root="1.2.250.1.213.1.1.3.27"/><code code="GEN-092.04.20" displayName="Autre demande d'examen ou de suivi" codeSystem="1.2.250.1.213.1.1.4.322"/>
+      <statusCode code="active"/><effectiveTime value="20241201"/></observation></entry>
+      <entry><observation classCode="OBS" moodCode="GOL"><code code="G" codeSystem="1.2.3"/></observation></entry>`);
+    expectValid(m);
+    const detail = one<CarePlan>(m, 'CarePlan').activity?.[0]?.detail;
+    expect([detail?.kind, detail?.status, detail?.scheduledPeriod]).toEqual(['ServiceRequest', 'not-started', { start: '2024-12-01', end: '2024-12-01' }]);
+    expect(m.diagnostics.filter((d) => d.startsWith('Planned observation G (moodCode GOL)'))).toHaveLength(1);
+  });
+
   it('keeps the comments of a planned activity as its progress notes (FR-Commentaire-ER)', () => {
     const m = mapSection('18776-5', `<entry><procedure classCode="PROC" moodCode="INT"><code code="A" codeSystem="1.2.3"/><statusCode code="active"/>
       <entryRelationship typeCode="SUBJ" inversionInd="true"><act classCode="ACT" moodCode="EVN"><templateId root="1.3.6.1.4.1.19376.1.5.3.1.4.2"/>

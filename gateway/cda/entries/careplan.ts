@@ -2,7 +2,7 @@
  * Care plan → one FHIR R4 CarePlan per section 18776-5 ("Plan de soins" / "Suites à donner"; CI-SIS
  * FR-Plan-de-soins 1.2.250.1.213.1.1.2.158 = IHE PCC Care Plan 1.3.6.1.4.1.19376.1.5.3.1.3.31),
  * whose planned entries (FR-Acte, FR-Demande-d-examen-ou-de-suivi, FR-Rencontre, FR-Traitement
- * in an intent mood: INT, RQO, PRMS, PRP, APT, ARQ) become activity.detail.
+ * in an intent mood: INT, RQO, PRMS, PRP, APT, ARQ; a request also in GOL) become activity.detail.
  *
  * R4: CarePlan.status and intent 1..1 (intent is "plan": the section states what is planned, not
  * orders), activity.detail.status 1..1. A planned act's statusCode is the state of the intent:
@@ -16,14 +16,22 @@ import type { ConversionContext, Ref } from '../context.js';
 import { concept } from '../datatypes.js';
 import { period } from '../time.js';
 import { attr, child, children, pathOf, text, type XElement } from '../xml.js';
-import { actorRef, commentText, describe, entryText, identifiers, mood, notMapped, performers, statementOf, statusOf, xsiType } from './common.js';
+import { actorRef, commentText, describe, entryText, identifiers, mood, notMapped, performers, statementOf, statusOf, templates, xsiType } from './common.js';
 import { productOf } from './medications.js';
 import { own } from '../../util/own.js';
 
 export const PLANNED_MOODS = new Set(['INT', 'RQO', 'PRMS', 'PRP', 'APT', 'ARQ']);
 
+/** IHE PCC Observation Request, CI-SIS FR-Demande-d-examen-ou-de-suivi. */
+const REQUEST_TEMPLATES = ['1.3.6.1.4.1.19376.1.5.3.1.1.20.3.1', '1.2.250.1.213.1.1.3.27'];
+
+/**
+ * A statement in an intent mood; also an exam or follow-up request in the goal mood (GOL), as
+ * the ANS IPS-FR DLU example writes one ("Autre demande d'examen ou de suivi", dated).
+ */
 export function isPlanned(st: XElement): boolean {
-  return PLANNED_MOODS.has(mood(st));
+  const m = mood(st);
+  return PLANNED_MOODS.has(m) || (m === 'GOL' && templates(st).some((t) => REQUEST_TEMPLATES.includes(t)));
 }
 
 const DETAIL_STATUS: Readonly<Record<string, CarePlanActivityDetail['status']>> = {
