@@ -6,7 +6,7 @@ import { readFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type {
   AllergyIntolerance, CarePlan, Condition, Device, DeviceUseStatement, DocumentReference, Immunization,
-  MedicationStatement, Observation, Procedure, Reference, Resource,
+  MedicationStatement, Observation, Procedure, Reference, Resource, Specimen,
 } from '@medplum/fhirtypes';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
@@ -776,7 +776,11 @@ describe('observations → Observation', () => {
     const m = mapSection('18725-2', `<entry typeCode="DRIV"><templateId root="1.3.6.1.4.1.19376.1.3.1"/><templateId root="1.2.250.1.213.1.1.3.21"/>
       <act classCode="ACT" moodCode="EVN"><code code="18725-2" codeSystem="2.16.840.1.113883.6.1"/><statusCode code="completed"/>
         <entryRelationship typeCode="COMP"><procedure classCode="PROC" moodCode="EVN"><templateId root="1.3.6.1.4.1.19376.1.3.1.2"/>
-          <code code="5201" displayName="EX MICROBIO URINES (ECBU)" codeSystem="1.2.3.4"/><effectiveTime value="202401040735+0100"/></procedure></entryRelationship>
+          <code code="5201" displayName="EX MICROBIO URINES (ECBU)" codeSystem="1.2.3.4"/><effectiveTime><high value="202401040735+0100"/></effectiveTime>
+          <participant typeCode="PRD"><participantRole classCode="SPEC"><id root="1.2.250.1.999.3" extension="E-42"/>
+            <playingEntity><code code="UR" displayName="Urine" codeSystem="2.16.840.1.113883.18.311"/></playingEntity></participantRole></participant>
+          <entryRelationship typeCode="COMP"><act classCode="ACT" moodCode="EVN"><templateId root="1.3.6.1.4.1.19376.1.3.1.3"/>
+            <code code="SPRECEIVE" codeSystem="1.3.5.1.4.1.19376.1.5.3.2"/><effectiveTime value="202401040752+0100"/></act></entryRelationship></procedure></entryRelationship>
         <entryRelationship typeCode="COMP"><organizer classCode="CLUSTER" moodCode="EVN"><templateId root="1.3.6.1.4.1.19376.1.3.1.5"/><statusCode code="completed"/>
           <specimen typeCode="SPC"><specimenRole classCode="SPEC"><specimenPlayingEntity classCode="MIC">
             <code code="112283007" displayName="Escherichia coli (organism)" codeSystem="2.16.840.1.113883.6.96"/></specimenPlayingEntity></specimenRole></specimen>
@@ -792,7 +796,17 @@ describe('observations → Observation', () => {
     expect(all.map((o) => o.code.coding?.[0]?.code)).toContain('51480-2');
     expect(all.map((o) => o.code.coding?.[0]?.code)).toContain('20-8');
     expect(all.every((o) => o.category?.[0]?.coding?.[0]?.code === 'laboratory')).toBe(true);
-    expect(m.diagnostics.some((d) => d.startsWith('procedure') && d.includes('inside a results act'))).toBe(true);
+    // The specimen collection: a Specimen every result of the act names.
+    const specimen = one<Specimen>(m, 'Specimen');
+    expect(specimen).toMatchObject({
+      identifier: [{ system: 'urn:oid:1.2.250.1.999.3', value: 'E-42' }],
+      type: { coding: [{ code: 'UR', display: 'Urine' }] },
+      collection: { collectedDateTime: '2024-01-04T07:35:00+01:00' },
+      receivedTime: '2024-01-04T07:52:00+01:00',
+      subject: { reference: PATIENT },
+    });
+    expect(all.every((o) => o.specimen?.reference === urlOf(m, specimen))).toBe(true);
+    expect(m.codes).not.toContain('ENTRY_NOT_MAPPED');
     // The isolate: a panel whose value is the microorganism, its counts and susceptibilities as members.
     const isolate = all.find((o) => o.valueCodeableConcept) as Observation;
     expect(isolate.code).toEqual({ text: 'Micro-organisme identifié' });

@@ -22,6 +22,7 @@ import {
   requiredConcept, statementOf, statusOf, templates, xsiType,
 } from './common.js';
 import { own } from '../../util/own.js';
+import { isSpecimenCollection, mapSpecimen } from './specimens.js';
 
 const OBSERVATION_CATEGORY = 'http://terminology.hl7.org/CodeSystem/observation-category';
 const PERFORMER_TYPES = ['Practitioner', 'PractitionerRole', 'Organization', 'CareTeam', 'Patient', 'RelatedPerson'] as const;
@@ -401,10 +402,14 @@ export function mapOrganizer(ctx: ConversionContext, org: XElement, opts: Observ
  * Data Processing Entry): a container; its result observations and batteries are mapped, the act
  * itself carries nothing R4 Observation could hold (DiagnosticReport is not emitted). A comment on
  * the act goes to its result when it has one; with several, no one resource holds it: reported.
+ * Its specimen collection becomes a Specimen, which every Observation of the act names when it is
+ * the act's only one (with several, which result comes from which is not said: they are listed
+ * in the section instead).
  */
 export function mapResultsAct(ctx: ConversionContext, act: XElement, opts: ObservationOptions): Ref[] {
   const out: Ref[] = [];
   const results: Ref[] = [];
+  const specimens: Ref[] = [];
   const comments: Array<{ el: XElement; text: string }> = [];
   for (const rel of children(act, 'entryRelationship')) {
     const st = statementOf(rel);
@@ -414,13 +419,25 @@ export function mapResultsAct(ctx: ConversionContext, act: XElement, opts: Obser
     if (refs?.[0]) results.push(refs[0]);
     if (refs) out.push(...refs);
     else if (note) comments.push({ el: st, text: note });
+    else if (isSpecimenCollection(st)) specimens.push(mapSpecimen(ctx, st));
     else notMapped(ctx, `${describe(st)} inside a results act`, opts.sectionCode, st);
   }
   if (!out.length) notMapped(ctx, `${describe(act)} without result observations`, opts.sectionCode, act);
-  const only = results.length === 1 ? ctx.emitted.find((e) => e.fullUrl === results[0]?.reference)?.resource : undefined;
+  const resourceOf = (ref: Ref | undefined) => ctx.emitted.find((e) => e.fullUrl === ref?.reference)?.resource;
+  const only = results.length === 1 ? resourceOf(results[0]) : undefined;
   for (const c of comments) {
     if (only?.resourceType === 'Observation') (only.note ??= []).push({ text: c.text });
     else notMapped(ctx, `Comment on a results act with ${results.length} results`, opts.sectionCode, c.el);
+  }
+  const [specimen] = specimens;
+  if (specimens.length === 1 && specimen) {
+    for (const ref of out) {
+      const r = resourceOf(ref);
+      if (r?.resourceType === 'Observation' && !r.specimen) r.specimen = specimen;
+    }
+    if (!out.length) out.push(specimen);
+  } else {
+    out.push(...specimens);
   }
   return out;
 }
