@@ -6,7 +6,7 @@ import { readFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type {
   AllergyIntolerance, CarePlan, Condition, Device, DeviceUseStatement, DocumentReference, Immunization,
-  MedicationStatement, Observation, Procedure, Reference, Resource, Specimen,
+  Encounter, Location, MedicationStatement, Observation, Procedure, Reference, Resource, Specimen,
 } from '@medplum/fhirtypes';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
@@ -38,13 +38,14 @@ function wrap(section: string): string {
 </ClinicalDocument>`;
 }
 
-/** A section with that LOINC code, narrative and entries, mapped in a fresh context. */
-function mapSection(code: string | undefined, entries: string, narrative = '<paragraph>texte</paragraph>'): Mapped {
+/** A section with that LOINC code, narrative and entries, mapped in a fresh context (`setup` may add to it first, as the header would). */
+function mapSection(code: string | undefined, entries: string, narrative = '<paragraph>texte</paragraph>', setup?: (ctx: ConversionContext) => void): Mapped {
   const codeXml = code ? `<code code="${code}" codeSystem="2.16.840.1.113883.6.1" codeSystemName="LOINC"/>` : '';
   const root = parseXml(Buffer.from(wrap(`<section><id root="1.2.250.1.999.7" extension="s1"/>${codeXml}<title>Titre</title><text>${narrative}</text>${entries}</section>`)));
   const section = findFirst(root, 'section', HL7_NS) as XElement;
   const ctx = new ConversionContext('doc', 'salt', root);
   ctx.patient = { reference: PATIENT };
+  setup?.(ctx);
   const refs = mapSectionEntries(ctx, section, code);
   return result(ctx, refs);
 }
@@ -1007,6 +1008,45 @@ describe('annexed documents → DocumentReference', () => {
 });
 
 // ---------------------------------------------------------------- everything else
+
+// ---------------------------------------------------------------- patient transfer (DLU)
+
+describe('patient transfer → the Encounter\'s destination', () => {
+  const transfer = `<entry><act classCode="ACT" moodCode="EVN"><templateId root="1.3.6.1.4.1.19376.1.5.3.1.1.25.1.4.1"/><templateId root="1.2.250.1.213.1.1.3.28"/>
+    <code code="80413-8" displayName="Transfert du patient" codeSystem="2.16.840.1.113883.6.1"/><statusCode code="completed"/>
+    <effectiveTime><low value="20200327153500+0100"/><high value="20200327154500+0100"/></effectiveTime>
+    <participant typeCode="DST"><templateId root="1.2.250.1.71.4.2.2" extension="1137051849"/>
+      <participantRole classCode="SDLOC"><id root="B0305026-22FA-4619-9CFC-D88DF93B7658"/>
+        <code code="SA01" displayName="Etablissement public de santé" codeSystem="1.2.250.1.71.4.2.4"/>
+        <addr><houseNumber>38</houseNumber><streetName>Rue Jean Moulin</streetName><postalCode>92000</postalCode><city>NANTERRE</city></addr>
+        <telecom value="tel:0175693567" use="WP"/><playingEntity classCode="ENT"><name>CHU DE NANTERRE</name></playingEntity></participantRole></participant>
+  </act></entry>`;
+  const withEncounter = (ctx: ConversionContext): void => {
+    ctx.encounter = ctx.add({ resourceType: 'Encounter', status: 'finished', class: { system: 'http://terminology.hl7.org/CodeSystem/v3-ActCode', code: 'IMP' } } as Encounter, 'encounter');
+  };
+
+  it('names the establishment the patient leaves for as the document encounter\'s destination', () => {
+    const m = mapSection('42545-4', transfer, '<paragraph>Transfert vers le CHU</paragraph>', withEncounter);
+    expectValid(m);
+    const destination = one<Location>(m, 'Location');
+    expect(destination).toMatchObject({
+      name: 'CHU DE NANTERRE',
+      identifier: [{ value: 'urn:uuid:b0305026-22fa-4619-9cfc-d88df93b7658' }, { system: 'urn:oid:1.2.250.1.71.4.2.2', value: '1137051849' }],
+      type: [{ coding: [{ code: 'SA01' }] }],
+      address: { city: 'NANTERRE', postalCode: '92000' },
+      telecom: [{ system: 'phone', value: '0175693567', use: 'work' }],
+    });
+    expect(one<Encounter>(m, 'Encounter').hospitalization?.destination).toEqual({ reference: urlOf(m, destination) });
+    expect(m.refs).toEqual([{ reference: urlOf(m, destination) }]);
+    expect(m.codes).not.toContain('ENTRY_NOT_MAPPED');
+  });
+
+  it('is reported when the document has no encounter to carry it', () => {
+    const m = mapSection('42545-4', transfer);
+    expect(m.resources).toEqual([]);
+    expect(m.diagnostics.some((d) => d.includes('(patient transfer) without a document encounter'))).toBe(true);
+  });
+});
 
 describe('what is not mapped is reported', () => {
   it('encounters, unknown acts, empty entries, document-status observations', () => {

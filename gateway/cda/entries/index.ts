@@ -14,6 +14,8 @@
  * | any other                             | substanceAdministration                | MedicationStatement               |
  * |                                       | procedure (EVN)                        | Procedure                         |
  * |                                       | observation, organizer, results act    | Observation (panel + members)     |
+ * |                                       | specimen collection in a results act   | Specimen                          |
+ * |                                       | patient transfer act (DLU)             | Location, Encounter destination   |
  *
  * Sections are matched on their LOINC code, never on one template OID (published documents carry
  * typo'd section templates). `entry/observationMedia` outside annexes is left to the media module
@@ -34,6 +36,7 @@ import { mapImmunization } from './immunizations.js';
 import { mapMedicationStatement } from './medications.js';
 import { isResultsAct, mapObservation, mapOrganizer, mapResultsAct, observationCategory } from './observations.js';
 import { mapProcedure } from './procedures.js';
+import { isPatientTransfer, mapPatientTransfer } from './transfer.js';
 import { own } from '../../util/own.js';
 
 const PROBLEMS = new Set(['11450-4', '11348-0']);
@@ -124,6 +127,7 @@ function mapStatement(ctx: ConversionContext, st: XElement, entry: XElement, sec
       if (ALLERGIES.has(code) || isAllergyConcern(st)) return mapAllergyEntry(ctx, st, sectionCode);
       if (PROBLEMS.has(code) || templates(st).includes(PROBLEM_CONCERN)) return mapProblemEntry(ctx, st, sectionCode);
       if (isResultsAct(st) && !isConcernAct(st)) return mapResultsAct(ctx, st, obsOpts);
+      if (isPatientTransfer(st)) return mapPatientTransfer(ctx, st, sectionCode);
       notMapped(ctx, describe(st), sectionCode, st);
       return [];
     case 'observation':

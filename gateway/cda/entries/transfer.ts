@@ -1,0 +1,56 @@
+/**
+ * FR-Transfert-du-patient (CI-SIS 1.2.250.1.213.1.1.3.28 = IHE PCC Patient Transfer
+ * 1.3.6.1.4.1.19376.1.5.3.1.1.25.1.4.1, LOINC 80413-8), as the DLU writes it: the patient leaves
+ * the establishment of the document's encounter for the one of the participant DST. That
+ * establishment becomes a Location, set as the document Encounter's hospitalization.destination
+ * (R4: "Location/organization to which the patient is discharged"). The transfer's own times stay
+ * in the narrative: R4 Encounter has no field for them short of a second Encounter, whose class
+ * the CDA does not give. Without a document Encounter or a destination, the act is reported.
+ *
+ * The destination's identifier is its participantRole/id; the ANS DLU example also writes the
+ * FINESS number of the destination in the participant's templateId (root 1.2.250.1.71.4.2.2, the
+ * FINESS OID, with an extension): read as an identifier too, since it is the establishment's key.
+ */
+import type { Encounter, Identifier, Location } from '@medplum/fhirtypes';
+import type { ConversionContext, Ref } from '../context.js';
+import { address, concept, contactPoint, identifier } from '../datatypes.js';
+import { attr, child, children, pathOf, text, type XElement } from '../xml.js';
+import { describe, notMapped, templates } from './common.js';
+
+const TRANSFER_TEMPLATES = ['1.2.250.1.213.1.1.3.28', '1.3.6.1.4.1.19376.1.5.3.1.1.25.1.4.1'];
+const FINESS_OID = '1.2.250.1.71.4.2.2';
+
+export function isPatientTransfer(st: XElement): boolean {
+  return st.name === 'act' && (templates(st).some((t) => TRANSFER_TEMPLATES.includes(t)) || attr(child(st, 'code'), 'code') === '80413-8');
+}
+
+export function mapPatientTransfer(ctx: ConversionContext, act: XElement, sectionCode: string | undefined): Ref[] {
+  const participant = children(act, 'participant').find((p) => attr(p, 'typeCode') === 'DST' && child(p, 'participantRole'));
+  const role = child(participant, 'participantRole');
+  const encounter = ctx.encounter ? ctx.emitted.find((e) => e.fullUrl === ctx.encounter?.reference)?.resource : undefined;
+  if (!participant || !role || encounter?.resourceType !== 'Encounter') {
+    notMapped(ctx, `${describe(act)} (patient transfer) without ${role ? 'a document encounter' : 'a destination'}`, sectionCode, act);
+    return [];
+  }
+  const loc: Location = { resourceType: 'Location' };
+  const ids: Identifier[] = [
+    ...children(role, 'id').map((el) => identifier(ctx, el)),
+    ...children(participant, 'templateId').filter((t) => attr(t, 'root') === FINESS_OID && attr(t, 'extension')).map((t) => identifier(ctx, t)),
+  ].filter((i) => i !== undefined);
+  if (ids.length) loc.identifier = ids;
+  const name = text(child(child(role, 'playingEntity'), 'name'));
+  if (name) loc.name = name;
+  const type = concept(ctx, child(role, 'code'));
+  if (type) loc.type = [type];
+  const addr = address(child(role, 'addr'));
+  if (addr) loc.address = addr;
+  const telecom = children(role, 'telecom').map(contactPoint).filter((c) => c !== undefined);
+  if (telecom.length) loc.telecom = telecom;
+  if (!ids.length && !name && !addr) {
+    notMapped(ctx, `${describe(act)} (patient transfer) whose destination has no identifier, name or address`, sectionCode, act);
+    return [];
+  }
+  const ref = ctx.add(loc, pathOf(act));
+  (encounter as Encounter).hospitalization = { ...(encounter as Encounter).hospitalization, destination: ref };
+  return [ref];
+}
