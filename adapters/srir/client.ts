@@ -1,8 +1,10 @@
 /**
- * The SRIR over HTTP: IHE PIXm ITI-83 and PDQm ITI-78 (FHIR R4, JSON) with Node's fetch.
+ * The SRIR over HTTP: IHE PIXm ITI-83 and PDQm ITI-78 (FHIR R4, JSON) with node:http(s) and a
+ * keep-alive agent (fetch cost about 130 µs more CPU per request, measured: two requests per
+ * message on the mail path).
  *
- * - Every request asks for `application/fhir+json` and has its own timeout (AbortSignal.timeout),
- *   which also bounds the reading of the body; answers above `maxResponseBytes` are refused.
+ * - Every request asks for `application/fhir+json` and has its own timeout, which also bounds the
+ *   reading of the body; answers above `maxResponseBytes` are refused.
  * - Network failures, timeouts, 429 and 5xx are retried a few times with exponential backoff and
  *   jitter (the pipeline retries the whole stage later anyway, so attempts stay few and bounded);
  *   then PasserelleError('SRIR_UNAVAILABLE'). Other 4xx are not retried.
@@ -21,6 +23,8 @@
  * Error details name the transaction and the HTTP status or network error code, never the URL
  * (its query holds the INS or the traits).
  */
+import { Agent as HttpAgent, request as httpRequest } from 'node:http';
+import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import type { Bundle, OperationOutcome, Parameters, Patient } from '@medplum/fhirtypes';
 import { PasserelleError } from '../../gateway/errors.js';
 import { retryDelayMs } from '../../gateway/pipeline/backoff.js';
@@ -58,6 +62,8 @@ export class SrirClient implements IdentityServer {
   private readonly maxPages: number;
   private readonly maxResponseBytes: number;
   private readonly headers: Record<string, string>;
+  /** Keeps connections open between requests (its idle sockets do not keep the process alive). */
+  private readonly agent: HttpAgent;
 
   constructor(options: SrirClientOptions) {
     let base: URL;
@@ -74,6 +80,7 @@ export class SrirClient implements IdentityServer {
     this.maxPages = Math.max(1, options.maxPages ?? 10);
     this.maxResponseBytes = options.maxResponseBytes ?? 5 * 1024 * 1024;
     this.headers = { ...options.headers, accept: FHIR_JSON };
+    this.agent = base.protocol === 'https:' ? new HttpsAgent({ keepAlive: true }) : new HttpAgent({ keepAlive: true });
   }
 
   async pix(sourceIdentifier: { system: string; value: string }, targetSystem?: string): Promise<PixResult> {
@@ -170,58 +177,67 @@ export class SrirClient implements IdentityServer {
     throw new PasserelleError('SRIR_UNAVAILABLE', `SRIR ${what}: ${last} (${this.retries + 1} attempt${this.retries ? 's' : ''}).`);
   }
 
+  /** One GET: the status and the JSON body (undefined when empty); Retryable for the network, timeouts, 429 and 5xx. */
   private async once(url: URL, what: string): Promise<Answer> {
-    let res: Response;
-    let bytes: Buffer;
+    const { status, bytes } = await this.exchange(url, what);
+    if (bytes.length === 0) return { status, body: undefined };
     try {
-      res = await fetch(url, { headers: this.headers, redirect: 'manual', signal: AbortSignal.timeout(this.timeoutMs) });
-      if (res.status === 429 || res.status >= 500) {
-        await res.body?.cancel().catch(() => undefined);
-        throw new Retryable(`HTTP ${res.status}`);
-      }
-      bytes = await readBounded(res, this.maxResponseBytes, what);
-    } catch (err) {
-      if (err instanceof Retryable || err instanceof PasserelleError) throw err;
-      throw new Retryable(networkError(err, this.timeoutMs));
-    }
-    if (bytes.length === 0) return { status: res.status, body: undefined };
-    try {
-      return { status: res.status, body: JSON.parse(bytes.toString('utf8')) as unknown };
+      return { status, body: JSON.parse(bytes.toString('utf8')) as unknown };
     } catch {
-      throw unexpected(what, `HTTP ${res.status} with a body that is not JSON`);
+      throw unexpected(what, `HTTP ${status} with a body that is not JSON`);
     }
   }
-}
 
-async function readBounded(res: Response, max: number, what: string): Promise<Buffer> {
-  const declared = Number(res.headers.get('content-length'));
-  if (Number.isFinite(declared) && declared > max) {
-    await res.body?.cancel().catch(() => undefined);
-    throw new PasserelleError('SRIR_UNAVAILABLE', `SRIR ${what}: the answer exceeds ${max} bytes.`);
+  private exchange(url: URL, what: string): Promise<{ status: number; bytes: Buffer }> {
+    const max = this.maxResponseBytes;
+    return new Promise((resolve, reject) => {
+      let settled = false;
+      const settle = (fn: () => void): void => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        fn();
+      };
+      const tooLarge = (): void => {
+        req.destroy();
+        settle(() => reject(new PasserelleError('SRIR_UNAVAILABLE', `SRIR ${what}: the answer exceeds ${max} bytes.`)));
+      };
+      // Redirects are not followed: node:http never does, a 3xx is answered as such.
+      const req = (url.protocol === 'https:' ? httpsRequest : httpRequest)(url, { headers: this.headers, agent: this.agent }, (res) => {
+        const status = res.statusCode ?? 0;
+        if (status === 429 || status >= 500) {
+          res.resume();
+          settle(() => reject(new Retryable(`HTTP ${status}`)));
+          return;
+        }
+        if (Number(res.headers['content-length']) > max) {
+          tooLarge();
+          return;
+        }
+        const chunks: Buffer[] = [];
+        let size = 0;
+        res.on('data', (chunk: Buffer) => {
+          size += chunk.length;
+          if (size > max) tooLarge();
+          else chunks.push(chunk);
+        });
+        res.on('end', () => settle(() => resolve({ status, bytes: Buffer.concat(chunks) })));
+        res.on('error', (err) => settle(() => reject(new Retryable(networkError(err)))));
+      });
+      const timer = setTimeout(() => {
+        req.destroy();
+        settle(() => reject(new Retryable(`no answer within ${this.timeoutMs} ms`)));
+      }, this.timeoutMs);
+      req.on('error', (err) => settle(() => reject(new Retryable(networkError(err)))));
+      req.end();
+    });
   }
-  if (!res.body) return Buffer.alloc(0);
-  const chunks: Buffer[] = [];
-  let size = 0;
-  const reader = res.body.getReader();
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    size += value.byteLength;
-    if (size > max) {
-      await reader.cancel().catch(() => undefined);
-      throw new PasserelleError('SRIR_UNAVAILABLE', `SRIR ${what}: the answer exceeds ${max} bytes.`);
-    }
-    chunks.push(Buffer.from(value));
-  }
-  return Buffer.concat(chunks);
 }
 
 /** The error's kind without its message (a message may quote the URL, hence patient data). */
-function networkError(err: unknown, timeoutMs: number): string {
-  if (err instanceof Error && (err.name === 'TimeoutError' || err.name === 'AbortError')) return `no answer within ${timeoutMs} ms`;
-  const cause = err instanceof Error ? (err.cause as { code?: unknown } | undefined) : undefined;
-  const code = typeof cause?.code === 'string' ? cause.code : err instanceof Error ? err.name : 'error';
-  return `network error (${code})`;
+function networkError(err: unknown): string {
+  const code = (err as { code?: unknown } | null)?.code;
+  return `network error (${typeof code === 'string' ? code : err instanceof Error ? err.name : 'error'})`;
 }
 
 function expectOk(status: number, body: unknown, what: string): void {

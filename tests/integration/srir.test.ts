@@ -559,6 +559,38 @@ describe('identify() when the SRIR fails', () => {
     expect(err.message).toMatch(/HTTP 404/);
   });
 
+  it('refuses an answer above maxResponseBytes, declared or streamed, and never follows a redirect', async () => {
+    let calls = 0;
+    const odd = await listen((req, res) => {
+      calls++;
+      if (req.url?.includes('declared')) {
+        res.writeHead(200, { 'content-type': 'application/fhir+json', 'content-length': '5000' });
+        res.end('{"resourceType":"Patient"}'.padEnd(5000, ' '));
+      } else if (req.url?.includes('streamed')) {
+        res.writeHead(200, { 'content-type': 'application/fhir+json' }); // chunked: no length to read first
+        res.write(' '.repeat(3000));
+        res.end(' '.repeat(3000));
+      } else {
+        res.writeHead(302, { location: `${srir.origin}${PREFIX}/Patient/x` });
+        res.end();
+      }
+    });
+    try {
+      for (const path of ['declared', 'streamed']) {
+        const c = new SrirClient({ baseUrl: `${odd.origin}/${path}`, maxResponseBytes: 4096, retryBaseMs: 5 });
+        const err = await rejection(c.read('p1'));
+        expect(err.code).toBe('SRIR_UNAVAILABLE');
+        expect(err.message).toMatch(/exceeds 4096 bytes/);
+      }
+      const redirected = new SrirClient({ baseUrl: `${odd.origin}/moved`, retryBaseMs: 5 });
+      const err = await rejection(redirected.read('p1'));
+      expect(err.message).toMatch(/HTTP 302/);
+      expect(calls).toBe(3); // no retry, and the redirect not followed
+    } finally {
+      await close(odd);
+    }
+  });
+
   it('does not follow a PDQm next link to another origin', async () => {
     const evil = await listen((_req, res) => {
       res.writeHead(200, { 'content-type': 'application/fhir+json' });
