@@ -15,6 +15,7 @@ const BY_OID: Readonly<Record<string, string>> = {
   '2.16.840.1.113883.6.8': 'http://unitsofmeasure.org',
   '2.16.840.1.113883.6.73': 'http://www.whocc.no/atc',
   '2.16.840.1.113883.6.3': 'http://hl7.org/fhir/sid/icd-10',
+  '2.16.840.1.113883.6.347': 'http://id.who.int/icd/release/11/mms', // CIM-11 MMS (CI-SIS 2024 reactions, problems)
   '2.16.840.1.113883.6.88': 'http://www.nlm.nih.gov/research/umls/rxnorm',
   '0.4.0.127.0.16.1.1.2.1': 'http://standardterms.edqm.eu',
   '2.16.840.1.113883.5.4': `${V3}ActCode`,

@@ -344,9 +344,12 @@ describe('allergies → AllergyIntolerance', () => {
         <value xsi:type="CE" code="high" codeSystem="2.16.840.1.113883.4.642.4.130"/></observation></entryRelationship>
       <entryRelationship typeCode="SUBJ" inversionInd="true"><observation classCode="OBS" moodCode="EVN">
         <templateId root="1.2.250.1.213.1.1.3.171"/><code code="66455-7" codeSystem="2.16.840.1.113883.6.1"/><statusCode code="completed"/>
-        <value xsi:type="CD" code="differential" codeSystem="2.16.840.1.113883.4.642.4.1075"/></observation></entryRelationship>`, 'completed'));
+        <value xsi:type="CD" code="differential" codeSystem="2.16.840.1.113883.4.642.4.1075"/></observation></entryRelationship>
+      <entryRelationship typeCode="MFST" inversionInd="true"><observation classCode="OBS" moodCode="EVN"><statusCode code="completed"/>
+        <value xsi:type="CD" code="MD90.0" displayName="Nausée" codeSystem="2.16.840.1.113883.6.347"/></observation></entryRelationship>`, 'completed'));
     expectValid(m);
     const a = one<AllergyIntolerance>(m, 'AllergyIntolerance');
+    expect(a.reaction?.[0]?.manifestation[0]?.coding?.[0]).toEqual({ system: 'http://id.who.int/icd/release/11/mms', code: 'MD90.0', display: 'Nausée' }); // CIM-11
     expect(a.clinicalStatus?.coding?.[0]?.code).toBe('active'); // no recurrence for an allergy: active again
     expect(a.criticality).toBe('high');
     expect(a.verificationStatus?.coding?.[0]).toEqual({ system: 'http://terminology.hl7.org/CodeSystem/allergyintolerance-verification', code: 'unconfirmed' });
