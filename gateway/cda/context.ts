@@ -54,6 +54,7 @@ export class ConversionContext {
   readonly actorRoles = new Map<string, KnownRole[]>();
 
   private readonly byKey = new Map<string, Emitted>();
+  private readonly byUrl = new Map<string, Emitted>();
   private narrativeIds: Map<string, XElement> | undefined;
   /** What every id hashes first: document key and salt. */
   private readonly prefix: string;
@@ -87,8 +88,14 @@ export class ConversionContext {
     resource.id = id;
     const entry: Emitted = { fullUrl: `urn:uuid:${id}`, resource };
     this.byKey.set(`${resource.resourceType}|${key}`, entry);
+    this.byUrl.set(entry.fullUrl, entry);
     this.emitted.push(entry);
     return { reference: entry.fullUrl };
+  }
+
+  /** The resource a reference returned by add() points to (mappers complete resources they emitted earlier). */
+  resolve(ref: Ref | undefined): Resource | undefined {
+    return ref?.reference === undefined ? undefined : this.byUrl.get(ref.reference)?.resource;
   }
 
   /** The resource already emitted under this key, if any (deduplication of actors). */

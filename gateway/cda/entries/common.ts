@@ -144,7 +144,7 @@ export function identifiers(ctx: ConversionContext, el: XElement): Identifier[] 
 
 /** The resource type behind a reference this conversion emitted. */
 function typeOf(ctx: ConversionContext, ref: Ref): string | undefined {
-  return ctx.emitted.find((e) => e.fullUrl === ref.reference)?.resource.resourceType;
+  return ctx.resolve(ref)?.resourceType;
 }
 
 /**

@@ -423,8 +423,7 @@ export function mapResultsAct(ctx: ConversionContext, act: XElement, opts: Obser
     else notMapped(ctx, `${describe(st)} inside a results act`, opts.sectionCode, st);
   }
   if (!out.length) notMapped(ctx, `${describe(act)} without result observations`, opts.sectionCode, act);
-  const resourceOf = (ref: Ref | undefined) => ctx.emitted.find((e) => e.fullUrl === ref?.reference)?.resource;
-  const only = results.length === 1 ? resourceOf(results[0]) : undefined;
+  const only = results.length === 1 ? ctx.resolve(results[0]) : undefined;
   for (const c of comments) {
     if (only?.resourceType === 'Observation') (only.note ??= []).push({ text: c.text });
     else notMapped(ctx, `Comment on a results act with ${results.length} results`, opts.sectionCode, c.el);
@@ -432,7 +431,7 @@ export function mapResultsAct(ctx: ConversionContext, act: XElement, opts: Obser
   const [specimen] = specimens;
   if (specimens.length === 1 && specimen) {
     for (const ref of out) {
-      const r = resourceOf(ref);
+      const r = ctx.resolve(ref);
       if (r?.resourceType === 'Observation' && !r.specimen) r.specimen = specimen;
     }
     if (!out.length) out.push(specimen);

@@ -11,7 +11,7 @@
  * FINESS number of the destination in the participant's templateId (root 1.2.250.1.71.4.2.2, the
  * FINESS OID, with an extension): read as an identifier too, since it is the establishment's key.
  */
-import type { Encounter, Identifier, Location } from '@medplum/fhirtypes';
+import type { Identifier, Location } from '@medplum/fhirtypes';
 import type { ConversionContext, Ref } from '../context.js';
 import { address, concept, contactPoint, identifier } from '../datatypes.js';
 import { attr, child, children, pathOf, text, type XElement } from '../xml.js';
@@ -27,7 +27,7 @@ export function isPatientTransfer(st: XElement): boolean {
 export function mapPatientTransfer(ctx: ConversionContext, act: XElement, sectionCode: string | undefined): Ref[] {
   const participant = children(act, 'participant').find((p) => attr(p, 'typeCode') === 'DST' && child(p, 'participantRole'));
   const role = child(participant, 'participantRole');
-  const encounter = ctx.encounter ? ctx.emitted.find((e) => e.fullUrl === ctx.encounter?.reference)?.resource : undefined;
+  const encounter = ctx.resolve(ctx.encounter);
   if (!participant || !role || encounter?.resourceType !== 'Encounter') {
     notMapped(ctx, `${describe(act)} (patient transfer) without ${role ? 'a document encounter' : 'a destination'}`, sectionCode, act);
     return [];
@@ -51,6 +51,6 @@ export function mapPatientTransfer(ctx: ConversionContext, act: XElement, sectio
     return [];
   }
   const ref = ctx.add(loc, pathOf(act));
-  (encounter as Encounter).hospitalization = { ...(encounter as Encounter).hospitalization, destination: ref };
+  encounter.hospitalization = { ...encounter.hospitalization, destination: ref };
   return [ref];
 }
