@@ -18,7 +18,7 @@ import { attr, child, children, pathOf, text, type XElement } from '../xml.js';
 import {
   absent, author, commentText, describe, entryText, identifiers, mood, notMapped, statementOf,
 } from './common.js';
-import { certainty, clinicalStatus, codeable, concernParts, isCertainty, isConcernAct, isProblemStatus, isSeverity, verification, type Verification } from './concern.js';
+import { certainty, clinicalStatus, codeable, concernParts, isConcernAct, isProblemStatus, isSeverity, verification, type Verification } from './concern.js';
 import { own } from '../../util/own.js';
 
 const CLINICAL = 'http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical';
@@ -191,7 +191,7 @@ function mapAllergy(ctx: ConversionContext, concern: XElement | undefined, obs: 
       else notMapped(ctx, 'Allergy criticality with an unknown value', sectionCode, st);
     } else if (st.name === 'observation' && isProblemStatus(st)) {
       continue; // read by clinicalStatus()
-    } else if (st.name === 'observation' && isCertainty(st) && certainty(st)) {
+    } else if (certainty(st)) {
       continue; // read by verification()
     } else {
       notMapped(ctx, `${describe(st)} related to an allergy`, sectionCode, st);

@@ -77,7 +77,7 @@ export function isProblemStatus(obs: XElement): boolean {
 }
 
 /** FR-Certitude: how certain a problem or an allergy is (read by verification()). */
-export function isCertainty(obs: XElement): boolean {
+function isCertainty(obs: XElement): boolean {
   return templates(obs).includes(CERTAINTY_TEMPLATE) || attr(child(obs, 'code'), 'code') === '66455-7';
 }
 
@@ -108,10 +108,11 @@ export type Verification = 'unconfirmed' | 'provisional' | 'differential' | 'con
 
 const VERIFICATIONS: ReadonlySet<string> = new Set<Verification>(['unconfirmed', 'provisional', 'differential', 'confirmed', 'refuted', 'entered-in-error']);
 
-/** The value of an FR-Certitude observation, when it is a condition-ver-status code (and not negated). */
+/** The value of an FR-Certitude observation, when it is one, not negated, holding a condition-ver-status code. */
 export function certainty(obs: XElement): Verification | undefined {
+  if (obs.name !== 'observation' || !isCertainty(obs) || isNegated(obs)) return undefined;
   const code = attr(child(obs, 'value'), 'code')?.trim();
-  return !isNegated(obs) && code !== undefined && VERIFICATIONS.has(code) ? (code as Verification) : undefined;
+  return code !== undefined && VERIFICATIONS.has(code) ? (code as Verification) : undefined;
 }
 
 /** The verification status, per the order in the file comment; undefined when the CDA does not say. */
@@ -120,7 +121,7 @@ export function verification(concern: XElement | undefined, obs: XElement): Veri
   if (isNegated(obs)) return 'refuted';
   for (const rel of children(obs, 'entryRelationship')) {
     const st = statementOf(rel);
-    const certain = st?.name === 'observation' && isCertainty(st) ? certainty(st) : undefined;
+    const certain = st && certainty(st);
     if (certain) return certain;
   }
   if (attr(child(obs, 'uncertaintyCode'), 'code') === 'UN') return 'unconfirmed';

@@ -17,7 +17,7 @@ import { attr, child, children, pathOf, type XElement } from '../xml.js';
 import {
   absent, author, commentText, describe, entryText, identifiers, mood, notMapped, pointInTime, statementOf,
 } from './common.js';
-import { certainty, clinicalStatus, codeable, concernParts, isCertainty, isConcernAct, isProblemStatus, isSeverity, verification } from './concern.js';
+import { certainty, clinicalStatus, codeable, concernParts, isConcernAct, isProblemStatus, isSeverity, verification } from './concern.js';
 
 const CLINICAL = 'http://terminology.hl7.org/CodeSystem/condition-clinical';
 const VERIFICATION = 'http://terminology.hl7.org/CodeSystem/condition-ver-status';
@@ -106,7 +106,7 @@ function mapCondition(ctx: ConversionContext, concern: XElement | undefined, obs
     const note = commentText(ctx, st);
     if (note) (c.note ??= []).push({ text: note });
     else if (st.name === 'observation' && isProblemStatus(st)) continue; // read by clinicalStatus()
-    else if (st.name === 'observation' && isCertainty(st) && certainty(st)) continue; // read by verification()
+    else if (certainty(st)) continue; // read by verification()
     else if (st.name === 'observation' && isSeverity(st) && concept(ctx, child(st, 'value'))) c.severity = concept(ctx, child(st, 'value'));
     else notMapped(ctx, `${describe(st)} related to a problem`, sectionCode, st);
   }

@@ -124,19 +124,19 @@ function repeatOf(ctx: ConversionContext, sa: XElement, sectionCode: string | un
     const type = timingType(et);
     if (!type) continue; // an empty <effectiveTime operator="A"/> says nothing
     if (type === 'SXPR_TS') {
-      const comps = children(et, 'comp');
+      const comps = children(et, 'comp').map((comp) => ({ comp, type: timingType(comp) }));
       // Data Types R1 §2.24 SXPR: each component after the first combines with the set so far by
       // its operator; only intersections ("A") describe one Timing.
-      if (!comps.length || comps.slice(1).some((c) => (attr(c, 'operator') ?? 'I') !== 'A') || comps.some((c) => !timingType(c))) {
+      if (!comps.length || comps.slice(1).some(({ comp }) => (attr(comp, 'operator') ?? 'I') !== 'A') || comps.some(({ type }) => !type)) {
         notMapped(ctx, 'Administration timing (SXPR_TS) other than an interval intersected with periods or events', sectionCode, et);
         continue;
       }
-      for (const comp of comps) {
-        if (timingType(comp) === 'IVL_TS') {
+      for (const { comp, type: compType } of comps) {
+        if (compType === 'IVL_TS') {
           const bounds = boundsOf(ctx, comp, sectionCode);
           if (bounds) repeat.boundsPeriod = bounds;
         } else {
-          readRepeat(ctx, comp, timingType(comp), repeat, sectionCode);
+          readRepeat(ctx, comp, compType, repeat, sectionCode);
         }
       }
       continue;
