@@ -2,6 +2,7 @@
  * MIME split, attachment finding, S/MIME description and MSSanté headers. Messages are written in
  * the tests and named after what they reproduce; documents are the ANS corpus, read in place.
  */
+import { randomBytes } from 'node:crypto';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { PasserelleError } from '../../gateway/errors.js';
@@ -311,6 +312,35 @@ describe('transfer encodings', () => {
         expect(decodeBase64(Buffer.from(encoded)).equals(data)).toBe(true);
       }),
       { numRuns: 300 },
+    );
+  });
+
+  it('base64 bodies above one slice: regular lines decoded slice by slice, any irregularity still decoded right', () => {
+    // Above 48 K characters the decoder works slice by slice when lines are regular; a space, a
+    // junk byte, a short or long line, a missing line break anywhere must not change the result.
+    const seed = randomBytes(120_000);
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 40_000, max: 120_000 }),
+        fc.constantFrom(76, 64, 72, 75, 4),
+        fc.constantFrom('\r\n', '\n'),
+        fc.option(fc.tuple(fc.double({ min: 0, max: 0.99, noNaN: true }), fc.constantFrom(' ', '*', '', 'QQ', '\r\n', '\u00e9')), { nil: undefined }),
+        (size, width, eol, damage) => {
+          const data = seed.subarray(0, size);
+          let encoded = (data.toString('base64').match(new RegExp(`.{1,${width}}`, 'g')) ?? []).join(eol);
+          let expected: Buffer = data;
+          if (damage) {
+            const [where, what] = damage;
+            const at = Math.floor(where * encoded.length);
+            // Before the padding ('QQ' after it would be padding in the middle, tested above); 'QQ'
+            // adds alphabet characters: the expected bytes are what the damaged text means.
+            encoded = what === '' ? encoded.slice(0, at) + encoded.slice(at + 1) : encoded.slice(0, at) + what + encoded.slice(at);
+            expected = Buffer.from(encoded.replace(/[^A-Za-z0-9+/]/g, ''), 'base64');
+          }
+          expect(decodeBase64(Buffer.from(encoded, 'latin1')).equals(expected)).toBe(true);
+        },
+      ),
+      { numRuns: 60 },
     );
   });
 
