@@ -1051,6 +1051,38 @@ describe('patient transfer → the Encounter\'s destination', () => {
   });
 });
 
+describe('disposition (DLU preferred establishment) → a Location in its section', () => {
+  const participant = (type: string, name: string): string => `<participant typeCode="${type}"><time nullFlavor="NAV"/><participantRole classCode="ROL">
+      <id root="1.2.250.1.71.4.2.2" extension="101765376"/>
+      <addr><houseNumber>22</houseNumber><streetName>Rue du Paradis</streetName><postalCode>92100</postalCode><city>Boulogne-Billancourt</city></addr>
+      <telecom value="tel:0131931902" use="EC"/><playingEntity><name>${name}</name></playingEntity></participantRole></participant>`;
+  const disposition = (participants: string): string => `<entry><act classCode="ACT" moodCode="INT">
+    <templateId root="1.3.6.1.4.1.19376.1.5.3.1.1.10.4.2"/><templateId root="1.2.250.1.213.1.1.3.97"/><id root="194AE3B0-FA7D-49D6-8C90-86139E9AF5BE"/>
+    <code code="11302-7" displayName="Etablissement de santé de préférence" codeSystem="2.16.840.1.113883.6.1"/>
+    <statusCode code="normal"/><effectiveTime nullFlavor="NAV"/>${participants}</act></entry>`;
+
+  it('names the establishment of the destination participant, else the receiver, else the organisation', () => {
+    const m = mapSection('11302-7', disposition(participant('ORG', 'ORGANISATION') + participant('RCV', 'RECEVEUR') + participant('DST', 'EHPAD DE BOULOGNE')));
+    expectValid(m);
+    const place = one<Location>(m, 'Location');
+    expect(place).toMatchObject({
+      name: 'EHPAD DE BOULOGNE',
+      identifier: [{ system: 'urn:oid:1.2.250.1.71.4.2.2', value: '101765376' }],
+      address: { city: 'Boulogne-Billancourt', postalCode: '92100' },
+      telecom: [{ system: 'phone', value: '0131931902' }],
+    });
+    expect(m.refs).toEqual([{ reference: urlOf(m, place) }]);
+    expect(m.codes).not.toContain('ENTRY_NOT_MAPPED');
+    expect(one<Location>(mapSection('11302-7', disposition(participant('ORG', 'ORGANISATION') + participant('RCV', 'RECEVEUR'))), 'Location').name).toBe('RECEVEUR');
+  });
+
+  it('is reported when no participant names an establishment', () => {
+    const m = mapSection('11302-7', disposition('<participant typeCode="DST"><participantRole classCode="ROL"/></participant>'));
+    expect(m.resources).toEqual([]);
+    expect(m.diagnostics.some((d) => d.includes('(disposition) without an establishment'))).toBe(true);
+  });
+});
+
 describe('what is not mapped is reported', () => {
   it('encounters, unknown acts, empty entries, document-status observations', () => {
     const m = mapSection('42545-4', `

@@ -16,6 +16,7 @@
  * |                                       | observation, organizer, results act    | Observation (panel + members)     |
  * |                                       | specimen collection in a results act   | Specimen                          |
  * |                                       | patient transfer act (DLU)             | Location, Encounter destination   |
+ * |                                       | disposition act (DLU preferred ES)     | Location                          |
  *
  * Sections are matched on their LOINC code, never on one template OID (published documents carry
  * typo'd section templates). `entry/observationMedia` outside annexes is left to the media module
@@ -36,7 +37,7 @@ import { mapImmunization } from './immunizations.js';
 import { mapMedicationStatement } from './medications.js';
 import { isResultsAct, mapObservation, mapOrganizer, mapResultsAct, observationCategory } from './observations.js';
 import { mapProcedure } from './procedures.js';
-import { isPatientTransfer, mapPatientTransfer } from './transfer.js';
+import { isDisposition, isPatientTransfer, mapDisposition, mapPatientTransfer } from './transfer.js';
 import { own } from '../../util/own.js';
 
 const PROBLEMS = new Set(['11450-4', '11348-0']);
@@ -128,6 +129,7 @@ function mapStatement(ctx: ConversionContext, st: XElement, entry: XElement, sec
       if (PROBLEMS.has(code) || templates(st).includes(PROBLEM_CONCERN)) return mapProblemEntry(ctx, st, sectionCode);
       if (isResultsAct(st) && !isConcernAct(st)) return mapResultsAct(ctx, st, obsOpts);
       if (isPatientTransfer(st)) return mapPatientTransfer(ctx, st, sectionCode);
+      if (isDisposition(st)) return mapDisposition(ctx, st, sectionCode);
       notMapped(ctx, describe(st), sectionCode, st);
       return [];
     case 'observation':
