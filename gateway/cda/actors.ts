@@ -33,7 +33,7 @@ export function normalise(s: string | undefined): string {
 }
 
 /** IDNST (1 + FINESS, 3 + SIRET, …) → the national identifier plus the plain FINESS / SIRET. */
-function organizationIdentifiers(ctx: ConversionContext, ids: XElement[]): Identifier[] {
+export function organizationIdentifiers(ctx: ConversionContext, ids: XElement[]): Identifier[] {
   const out: Identifier[] = [];
   for (const el of ids) {
     const id = identifier(ctx, el);

@@ -1034,7 +1034,11 @@ describe('patient transfer → the Encounter\'s destination', () => {
     const destination = one<Location>(m, 'Location');
     expect(destination).toMatchObject({
       name: 'CHU DE NANTERRE',
-      identifier: [{ value: 'urn:uuid:b0305026-22fa-4619-9cfc-d88df93b7658' }, { system: 'urn:oid:1.2.250.1.71.4.2.2', value: '1137051849' }],
+      identifier: [
+        { value: 'urn:uuid:b0305026-22fa-4619-9cfc-d88df93b7658' },
+        { system: 'urn:oid:1.2.250.1.71.4.2.2', value: '1137051849', type: { coding: [{ code: 'IDNST' }] } },
+        { system: 'https://finess.esante.gouv.fr', value: '137051849' },
+      ],
       type: [{ coding: [{ code: 'SA01' }] }],
       address: { city: 'NANTERRE', postalCode: '92000' },
       telecom: [{ system: 'phone', value: '0175693567', use: 'work' }],

@@ -17,9 +17,10 @@
  * FINESS number of the destination in the participant's templateId (root 1.2.250.1.71.4.2.2, the
  * FINESS OID, with an extension): read as an identifier too, since it is the establishment's key.
  */
-import type { Identifier, Location } from '@medplum/fhirtypes';
+import type { Location } from '@medplum/fhirtypes';
+import { organizationIdentifiers } from '../actors.js';
 import type { ConversionContext, Ref } from '../context.js';
-import { address, concept, contactPoint, identifier } from '../datatypes.js';
+import { address, concept, contactPoint } from '../datatypes.js';
 import { attr, child, children, pathOf, text, type XElement } from '../xml.js';
 import { describe, notMapped, templates } from './common.js';
 
@@ -68,10 +69,11 @@ export function mapPatientTransfer(ctx: ConversionContext, act: XElement, sectio
 function establishment(ctx: ConversionContext, participant: XElement): Location | undefined {
   const role = child(participant, 'participantRole');
   const loc: Location = { resourceType: 'Location' };
-  const ids: Identifier[] = [
-    ...children(role, 'id').map((el) => identifier(ctx, el)),
-    ...children(participant, 'templateId').filter((t) => attr(t, 'root') === FINESS_OID && attr(t, 'extension')).map((t) => identifier(ctx, t)),
-  ].filter((i) => i !== undefined);
+  // As an organisation's: an IDNST (1 + FINESS…) also gives the plain FINESS number.
+  const ids = organizationIdentifiers(ctx, [
+    ...children(role, 'id'),
+    ...children(participant, 'templateId').filter((t) => attr(t, 'root') === FINESS_OID && attr(t, 'extension')),
+  ]);
   if (ids.length) loc.identifier = ids;
   const name = text(child(child(role, 'playingEntity'), 'name'));
   if (name) loc.name = name;
