@@ -5,8 +5,8 @@
 import { readFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type {
-  AllergyIntolerance, CarePlan, Condition, Device, DeviceUseStatement, DocumentReference, Immunization,
-  Encounter, Location, MedicationStatement, Observation, Procedure, Reference, Resource, Specimen,
+  AllergyIntolerance, CarePlan, Condition, Coverage, Device, DeviceUseStatement, DocumentReference, Immunization,
+  Encounter, Location, MedicationStatement, Observation, Organization, Procedure, Reference, RelatedPerson, Resource, Specimen,
 } from '@medplum/fhirtypes';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
@@ -1084,6 +1084,58 @@ describe('disposition (DLU preferred establishment) → a Location in its sectio
     const m = mapSection('11302-7', disposition('<participant typeCode="DST"><participantRole classCode="ROL"/></participant>'));
     expect(m.resources).toEqual([]);
     expect(m.diagnostics.some((d) => d.includes('(disposition) without an establishment'))).toBe(true);
+  });
+});
+
+// ---------------------------------------------------------------- social coverage
+
+describe('social coverage → one Coverage per payer', () => {
+  const payer = (performer: string): string => `<entryRelationship typeCode="COMP"><act classCode="ACT" moodCode="EVN">
+      <templateId root="1.3.6.1.4.1.19376.1.5.3.1.4.18"/><templateId root="1.2.250.1.213.1.1.3.94"/><id root="582BB12C-7B63-11EB-9439-0242AC130011"/>
+      <code code="GEN-105" displayName="Protection universelle maladie (PUMa)" codeSystem="1.2.250.1.213.1.1.4.322"/><statusCode code="completed"/>
+      ${performer}
+      <participant typeCode="HLD"><participantRole classCode="INDIV"><id extension="64579890112345678100" root="1.2.250.1.213.1.4.2"/>
+        <telecom value="tel:0147150000" use="H"/><playingEntity><name><family>DECOURCY</family><given>Pierre</given></name></playingEntity></participantRole></participant>
+    </act></entryRelationship>`;
+  const insurer = `<performer typeCode="PRF"><assignedEntity classCode="ASSIGNED"><id root="582BB12C-7B63-11EB-9439-0242AC130012" extension="999999"/>
+      <representedOrganization><name>Caisse nationale d'assurance maladie</name></representedOrganization></assignedEntity></performer>`;
+  const coverage = (payers: string): string => `<entry><act classCode="ACT" moodCode="DEF">
+    <templateId root="1.3.6.1.4.1.19376.1.5.3.1.4.17"/><templateId root="1.2.250.1.213.1.1.3.61"/><id root="582BB12C-7B63-11EB-9439-0242AC130010"/>
+    <code code="48768-6" displayName="Couverture sociale" codeSystem="2.16.840.1.113883.6.1"/><statusCode code="completed"/>${payers}</act></entry>`;
+
+  it('names the insurer as payor, the insured person as subscriber, the patient as beneficiary', () => {
+    const m = mapSection('48768-6', coverage(payer(insurer)));
+    expectValid(m);
+    const c = one<Coverage>(m, 'Coverage');
+    const payor = one<Organization>(m, 'Organization');
+    const holder = one<RelatedPerson>(m, 'RelatedPerson');
+    expect(c).toMatchObject({
+      status: 'active',
+      beneficiary: { reference: PATIENT },
+      payor: [{ reference: urlOf(m, payor) }],
+      type: { coding: [{ system: 'urn:oid:1.2.250.1.213.1.1.4.322', code: 'GEN-105' }] },
+      subscriber: { reference: urlOf(m, holder) },
+      subscriberId: '64579890112345678100',
+      identifier: [{ value: 'urn:uuid:582bb12c-7b63-11eb-9439-0242ac130011' }],
+    });
+    expect(payor.name).toBe('Caisse nationale d\'assurance maladie');
+    expect(holder).toMatchObject({ name: [{ family: 'DECOURCY' }], patient: { reference: PATIENT } });
+    expect(m.refs).toEqual([{ reference: urlOf(m, c) }]);
+    expect(m.codes).not.toContain('ENTRY_NOT_MAPPED');
+  });
+
+  it('is found by its template outside the payers section, one Coverage per payer', () => {
+    const m = mapSection('42545-4', coverage(payer(insurer) + payer(insurer.replace('Caisse nationale', 'Mutuelle'))));
+    expectValid(m);
+    expect(of<Coverage>(m, 'Coverage')).toHaveLength(2);
+    expect(of<Organization>(m, 'Organization').map((o) => o.name)).toEqual(['Caisse nationale d\'assurance maladie', 'Mutuelle d\'assurance maladie']);
+  });
+
+  it('a payer without insurer, a coverage without payer: reported, no Coverage without its required payor', () => {
+    const m = mapSection('48768-6', coverage(payer('')) + coverage(''));
+    expect(of<Coverage>(m, 'Coverage')).toEqual([]);
+    expect(m.diagnostics.some((d) => d.includes('(social coverage) naming no insurer'))).toBe(true);
+    expect(m.diagnostics.some((d) => d.includes('(social coverage) without a payer entry'))).toBe(true);
   });
 });
 

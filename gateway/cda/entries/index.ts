@@ -11,6 +11,7 @@
  * | 46264-8                               | supply with device / observation       | Device + DeviceUseStatement       |
  * | 55107-7, 55108-5 (or organizer 55107-7) | observationMedia / ED value          | DocumentReference                 |
  * | 33557-0 (document status)             | —                                      | Composition.status (header)        |
+ * | 48768-6 (or coverage entry)           | coverage act with payer acts           | Coverage (one per payer)          |
  * | any other                             | substanceAdministration                | MedicationStatement               |
  * |                                       | procedure (EVN)                        | Procedure                         |
  * |                                       | observation, organizer, results act    | Observation (panel + members)     |
@@ -32,6 +33,7 @@ import { isPlanned, mapCarePlan } from './careplan.js';
 import { describe, notMapped, statementOf, templates } from './common.js';
 import { isAllergyConcern, isConcernAct } from './concern.js';
 import { mapProblemEntry } from './conditions.js';
+import { isCoverage, mapCoverage } from './coverage.js';
 import { mapDeviceObservation, mapSupply } from './devices.js';
 import { mapImmunization } from './immunizations.js';
 import { mapMedicationStatement } from './medications.js';
@@ -128,6 +130,7 @@ function mapStatement(ctx: ConversionContext, st: XElement, entry: XElement, sec
       if (ALLERGIES.has(code) || isAllergyConcern(st)) return mapAllergyEntry(ctx, st, sectionCode);
       if (PROBLEMS.has(code) || templates(st).includes(PROBLEM_CONCERN)) return mapProblemEntry(ctx, st, sectionCode);
       if (isResultsAct(st) && !isConcernAct(st)) return mapResultsAct(ctx, st, obsOpts);
+      if (isCoverage(st, sectionCode)) return mapCoverage(ctx, st, sectionCode);
       if (isPatientTransfer(st)) return mapPatientTransfer(ctx, st, sectionCode);
       if (isDisposition(st)) return mapDisposition(ctx, st, sectionCode);
       notMapped(ctx, describe(st), sectionCode, st);
