@@ -1098,6 +1098,7 @@ describe('social coverage → one Coverage per payer', () => {
         <telecom value="tel:0147150000" use="H"/><playingEntity><name><family>DECOURCY</family><given>Pierre</given></name></playingEntity></participantRole></participant>
     </act></entryRelationship>`;
   const insurer = `<performer typeCode="PRF"><assignedEntity classCode="ASSIGNED"><id root="582BB12C-7B63-11EB-9439-0242AC130012" extension="999999"/>
+      <addr><streetName>Rue François Mitterrand</streetName><postalCode>75007</postalCode><city>Paris</city></addr><telecom value="tel:0147157896"/>
       <representedOrganization><name>Caisse nationale d'assurance maladie</name></representedOrganization></assignedEntity></performer>`;
   const coverage = (payers: string): string => `<entry><act classCode="ACT" moodCode="DEF">
     <templateId root="1.3.6.1.4.1.19376.1.5.3.1.4.17"/><templateId root="1.2.250.1.213.1.1.3.61"/><id root="582BB12C-7B63-11EB-9439-0242AC130010"/>
@@ -1118,7 +1119,7 @@ describe('social coverage → one Coverage per payer', () => {
       subscriberId: '64579890112345678100',
       identifier: [{ value: 'urn:uuid:582bb12c-7b63-11eb-9439-0242ac130011' }],
     });
-    expect(payor.name).toBe('Caisse nationale d\'assurance maladie');
+    expect(payor).toMatchObject({ name: 'Caisse nationale d\'assurance maladie', address: [{ city: 'Paris' }], telecom: [{ value: '0147157896' }] });
     expect(holder).toMatchObject({ name: [{ family: 'DECOURCY' }], patient: { reference: PATIENT } });
     expect(m.refs).toEqual([{ reference: urlOf(m, c) }]);
     expect(m.codes).not.toContain('ENTRY_NOT_MAPPED');
