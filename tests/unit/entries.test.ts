@@ -283,6 +283,21 @@ describe('problems → Condition', () => {
     expect(one<Condition>(m, 'Condition').code).toEqual({ text: 'Chute à domicile' });
     expect(m.diagnostics.some((d) => d.startsWith('procedure related to a problem'))).toBe(true);
   });
+
+  it('a cause of the problem becomes condition-dueTo; a cause stated absent is reported', () => {
+    const cause = (code: string, value: string): string => `<entryRelationship typeCode="CAUS" inversionInd="true"><observation classCode="OBS" moodCode="EVN">
+      <templateId root="1.3.6.1.4.1.19376.1.5.3.1.4.13"/><code code="${code}" displayName="cause ${code}" codeSystem="2.16.840.1.113883.6.347"/>
+      <statusCode code="completed"/>${value}</observation></entryRelationship>`;
+    const m = mapSection('11348-0', concern('active', problem(
+      cause('NE2Z', '<value xsi:type="BL" value="false"/>') + cause('GEN-1', '<value xsi:type="BL" value="true"/>') + cause('NE61', ''),
+    )));
+    expectValid(m);
+    expect(one<Condition>(m, 'Condition').extension).toEqual([
+      { url: 'http://hl7.org/fhir/StructureDefinition/condition-dueTo', valueCodeableConcept: { coding: [{ system: 'http://id.who.int/icd/release/11/mms', code: 'GEN-1', display: 'cause GEN-1' }] } },
+      { url: 'http://hl7.org/fhir/StructureDefinition/condition-dueTo', valueCodeableConcept: { coding: [{ system: 'http://id.who.int/icd/release/11/mms', code: 'NE61', display: 'cause NE61' }] } },
+    ]);
+    expect(m.diagnostics.filter((d) => d.includes('stated absent as the cause of a problem'))).toHaveLength(1);
+  });
 });
 
 // ---------------------------------------------------------------- allergies

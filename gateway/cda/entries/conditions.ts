@@ -8,6 +8,11 @@
  * category. Invariants kept: con-3 (clinicalStatus present for a problem-list item unless
  * entered-in-error: stated absent with data-absent-reason when the CDA does not give it), con-4
  * (an abatement needs inactive/resolved/remission), con-5 (no clinicalStatus when entered-in-error).
+ *
+ * A cause of the problem (entryRelationship CAUS, as the CSE 2024 write the circumstances of an
+ * accident: "Choc traumatique: non, Autre accident domestique: oui") becomes the R4 extension
+ * condition-dueTo with the cause's code; a cause stated absent (BL false, negationInd) has no R4
+ * form and is reported.
  */
 import type { Condition } from '@medplum/fhirtypes';
 import type { ConversionContext, Ref } from '../context.js';
@@ -15,13 +20,14 @@ import { concept } from '../datatypes.js';
 import { dateTime } from '../time.js';
 import { attr, child, children, pathOf, type XElement } from '../xml.js';
 import {
-  absent, author, commentText, describe, entryText, identifiers, mood, notMapped, pointInTime, statementOf,
+  absent, author, commentText, describe, entryText, identifiers, isNegated, mood, notMapped, pointInTime, statementOf, xsiType,
 } from './common.js';
 import { certainty, clinicalStatus, codeable, concernParts, isConcernAct, isProblemStatus, isSeverity, verification } from './concern.js';
 
 const CLINICAL = 'http://terminology.hl7.org/CodeSystem/condition-clinical';
 const VERIFICATION = 'http://terminology.hl7.org/CodeSystem/condition-ver-status';
 const CATEGORY = 'http://terminology.hl7.org/CodeSystem/condition-category';
+const DUE_TO = 'http://hl7.org/fhir/StructureDefinition/condition-dueTo';
 const ACTORS = ['Practitioner', 'PractitionerRole', 'Patient', 'RelatedPerson'] as const;
 
 /** The SNOMED CT kinds of problem of JDV_TypeProbleme / IHE PCC problem codes: they type, they do not name. */
@@ -108,7 +114,15 @@ function mapCondition(ctx: ConversionContext, concern: XElement | undefined, obs
     else if (st.name === 'observation' && isProblemStatus(st)) continue; // read by clinicalStatus()
     else if (certainty(st)) continue; // read by verification()
     else if (st.name === 'observation' && isSeverity(st) && concept(ctx, child(st, 'value'))) c.severity = concept(ctx, child(st, 'value'));
-    else notMapped(ctx, `${describe(st)} related to a problem`, sectionCode, st);
+    else if (st.name === 'observation' && attr(rel, 'typeCode') === 'CAUS' && !statedAbsent(st) && concept(ctx, child(st, 'code'))) {
+      (c.extension ??= []).push({ url: DUE_TO, valueCodeableConcept: concept(ctx, child(st, 'code')) });
+    } else notMapped(ctx, `${describe(st)} ${attr(rel, 'typeCode') === 'CAUS' && statedAbsent(st) ? 'stated absent as the cause of' : 'related to'} a problem`, sectionCode, st);
   }
   return [ctx.add(c, pathOf(obs))];
+}
+
+/** negationInd, or a boolean value false: the statement says the thing did not happen. */
+function statedAbsent(obs: XElement): boolean {
+  const value = child(obs, 'value');
+  return isNegated(obs) || (xsiType(value) === 'BL' && attr(value, 'value') === 'false');
 }
