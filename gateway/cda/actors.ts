@@ -102,15 +102,24 @@ export function organizationRef(ctx: ConversionContext, org: XElement | undefine
   return ctx.add(o, key);
 }
 
-function fillMissing(o: Organization, el: XElement): void {
+/**
+ * Gives an organisation the phones and addresses of `el` when it has none. A `home` use is dropped:
+ * an organisation's never is (R4 invariants org-2, org-3), whatever the CDA wrote.
+ */
+export function fillMissing(o: Organization, el: XElement | undefined): void {
   if (!o.telecom) {
-    const telecom = children(el, 'telecom').map(contactPoint).filter((t) => t !== undefined);
+    const telecom = children(el, 'telecom').map(contactPoint).filter((t) => t !== undefined).map(notHome);
     if (telecom.length) o.telecom = telecom;
   }
   if (!o.address) {
-    const addr = children(el, 'addr').map(address).filter((a) => a !== undefined);
+    const addr = children(el, 'addr').map(address).filter((a) => a !== undefined).map(notHome);
     if (addr.length) o.address = addr;
   }
+}
+
+function notHome<T extends { use?: string }>(x: T): T {
+  if (x.use === 'home') delete x.use;
+  return x;
 }
 
 /**

@@ -1113,7 +1113,7 @@ describe('social coverage → one Coverage per payer', () => {
         <telecom value="tel:0147150000" use="H"/><playingEntity><name><family>DECOURCY</family><given>Pierre</given></name></playingEntity></participantRole></participant>
     </act></entryRelationship>`;
   const insurer = `<performer typeCode="PRF"><assignedEntity classCode="ASSIGNED"><id root="582BB12C-7B63-11EB-9439-0242AC130012" extension="999999"/>
-      <addr><streetName>Rue François Mitterrand</streetName><postalCode>75007</postalCode><city>Paris</city></addr><telecom value="tel:0147157896"/>
+      <addr use="H"><streetName>Rue François Mitterrand</streetName><postalCode>75007</postalCode><city>Paris</city></addr><telecom value="tel:0147157896" use="H"/>
       <representedOrganization><name>Caisse nationale d'assurance maladie</name></representedOrganization></assignedEntity></performer>`;
   const coverage = (payers: string): string => `<entry><act classCode="ACT" moodCode="DEF">
     <templateId root="1.3.6.1.4.1.19376.1.5.3.1.4.17"/><templateId root="1.2.250.1.213.1.1.3.61"/><id root="582BB12C-7B63-11EB-9439-0242AC130010"/>
@@ -1135,6 +1135,8 @@ describe('social coverage → one Coverage per payer', () => {
       identifier: [{ value: 'urn:uuid:582bb12c-7b63-11eb-9439-0242ac130011' }],
     });
     expect(payor).toMatchObject({ name: 'Caisse nationale d\'assurance maladie', address: [{ city: 'Paris' }], telecom: [{ value: '0147157896' }] });
+    // As the CI-SIS example writes them, use="H": never an organisation's (org-2, org-3).
+    expect([payor.address?.[0]?.use, payor.telecom?.[0]?.use]).toEqual([undefined, undefined]);
     expect(holder).toMatchObject({ name: [{ family: 'DECOURCY' }], patient: { reference: PATIENT } });
     expect(m.refs).toEqual([{ reference: urlOf(m, c) }]);
     expect(m.codes).not.toContain('ENTRY_NOT_MAPPED');

@@ -16,9 +16,9 @@
  * and is reported.
  */
 import type { Coverage } from '@medplum/fhirtypes';
-import { organizationRef, relatedPersonRef } from '../actors.js';
+import { fillMissing, organizationRef, relatedPersonRef } from '../actors.js';
 import type { ConversionContext, Ref } from '../context.js';
-import { address as postal, concept, contactPoint } from '../datatypes.js';
+import { concept } from '../datatypes.js';
 import { attr, child, children, pathOf, type XElement } from '../xml.js';
 import { describe, identifiers, notMapped, statementOf, templates } from './common.js';
 
@@ -48,12 +48,7 @@ function mapPayer(ctx: ConversionContext, payer: XElement): Ref | undefined {
   if (!payor || !ctx.patient) return undefined;
   // CI-SIS examples write the insurer's address and phone on the entity, not the organisation.
   const insurer = ctx.resolve(payor);
-  if (insurer?.resourceType === 'Organization') {
-    const address = children(assigned, 'addr').map(postal).filter((a) => a !== undefined);
-    if (!insurer.address && address.length) insurer.address = address;
-    const telecom = children(assigned, 'telecom').map(contactPoint).filter((t) => t !== undefined);
-    if (!insurer.telecom && telecom.length) insurer.telecom = telecom;
-  }
+  if (insurer?.resourceType === 'Organization') fillMissing(insurer, assigned);
   const c: Coverage = { resourceType: 'Coverage', status: 'active', beneficiary: ctx.patient, payor: [payor] };
   const ids = identifiers(ctx, payer);
   if (ids.length) c.identifier = ids;
