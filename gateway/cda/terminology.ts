@@ -25,6 +25,7 @@ const BY_OID: Readonly<Record<string, string>> = {
   '2.16.840.1.113883.5.1': `${V3}AdministrativeGender`,
   '2.16.840.1.113883.5.25': `${V3}Confidentiality`,
   '2.16.840.1.113883.5.83': `${V3}ObservationInterpretation`,
+  '2.16.840.1.113883.5.84': `${V3}ObservationMethod`,
   '2.16.840.1.113883.5.1063': `${V3}ObservationValue`,
   '2.16.840.1.113883.5.88': `${V3}ParticipationFunction`,
   '2.16.840.1.113883.5.90': `${V3}ParticipationType`,

@@ -631,6 +631,7 @@ describe('observations → Observation', () => {
     ['PQ', '<value xsi:type="PQ" value="37.5" unit="Cel"/>', { valueQuantity: { value: 37.5, unit: 'Cel', system: 'http://unitsofmeasure.org', code: 'Cel' } }],
     ['CD', '<value xsi:type="CD" code="373066001" displayName="Oui" codeSystem="2.16.840.1.113883.6.96"/>', { valueCodeableConcept: { coding: [{ system: 'http://snomed.info/sct', code: '373066001', display: 'Oui' }] } }],
     ['CE', '<value xsi:type="CE" code="N" codeSystem="2.16.840.1.113883.5.83"/>', { valueCodeableConcept: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation', code: 'N' }] } }],
+    ['CD (observation method)', '<value xsi:type="CD" code="107" codeSystem="2.16.840.1.113883.5.84"/>', { valueCodeableConcept: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/v3-ObservationMethod', code: '107' }] } }],
     ['ST', '<value xsi:type="ST">  Patient   calme </value>', { valueString: 'Patient calme' }],
     ['ED text', '<value xsi:type="ED">Texte libre</value>', { valueString: 'Texte libre' }],
     ['BL', '<value xsi:type="BL" value="false"/>', { valueBoolean: false }],
