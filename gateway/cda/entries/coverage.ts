@@ -23,7 +23,7 @@ import { attr, child, children, pathOf, type XElement } from '../xml.js';
 import { describe, identifiers, notMapped, statementOf, templates } from './common.js';
 
 const COVERAGE_TEMPLATES = ['1.3.6.1.4.1.19376.1.5.3.1.4.17', '2.16.840.1.113883.10.20.1.20', '1.2.250.1.213.1.1.3.61'];
-export const PAYERS_SECTION = '48768-6';
+const PAYERS_SECTION = '48768-6';
 
 export function isCoverage(st: XElement, sectionCode: string | undefined): boolean {
   return st.name === 'act' && (sectionCode === PAYERS_SECTION || templates(st).some((t) => COVERAGE_TEMPLATES.includes(t)));

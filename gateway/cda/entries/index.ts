@@ -39,7 +39,7 @@ import { mapImmunization } from './immunizations.js';
 import { mapMedicationStatement } from './medications.js';
 import { isResultsAct, mapObservation, mapOrganizer, mapResultsAct, observationCategory } from './observations.js';
 import { mapProcedure } from './procedures.js';
-import { isDisposition, isPatientTransfer, mapDisposition, mapPatientTransfer } from './transfer.js';
+import { isDisposition, isPatientTransfer, mapDisposition, mapPatientTransfer } from './destinations.js';
 import { own } from '../../util/own.js';
 
 const PROBLEMS = new Set(['11450-4', '11348-0']);
