@@ -428,10 +428,10 @@ const SLICE_CHARS = 48 * 1024;
  */
 function decodeInSlices(input: Uint8Array): Buffer | undefined {
   if (input.length <= SLICE_CHARS) return undefined;
-  let width = 0;
-  while (width < input.length && input[width] !== CR && input[width] !== LF) width++;
-  const eol = input[width] === CR ? 2 : 1;
-  if (width === 0 || width % 4 !== 0 || input[width + eol - 1] !== LF) return undefined;
+  const lf = input.indexOf(LF);
+  const eol = input[lf - 1] === CR ? 2 : 1;
+  const width = lf + 1 - eol;
+  if (lf < 0 || width <= 0 || width % 4 !== 0) return undefined;
   const stride = width + eol;
   const lines = Math.max(1, Math.floor(SLICE_CHARS / stride));
   const sliceBytes = lines * stride;
