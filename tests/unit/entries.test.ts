@@ -838,6 +838,36 @@ describe('observations → Observation', () => {
 
 // ---------------------------------------------------------------- care plan
 
+describe('checklist narratives: the answer cell an entry points to never names the concept', () => {
+  const table = `<table><tbody>
+    <tr><td>Soins palliatifs</td><td><content ID="q1">non</content></td></tr>
+    <tr><td>Orientation vers une structure pluridisciplinaire</td><td><content ID="q2">Non</content></td></tr>
+  </tbody></table><paragraph><content ID="q3">oui</content></paragraph>`;
+  const procedure = (ref: string, code = '<code code="103735009" codeSystem="2.16.840.1.113883.6.96" displayName="Soins palliatifs"/>'): string => `<entry>
+    <procedure classCode="PROC" moodCode="EVN" negationInd="true"><templateId root="1.3.6.1.4.1.19376.1.5.3.1.4.19"/>${code}
+      <text><reference value="#${ref}"/></text><statusCode code="completed"/></procedure></entry>`;
+
+  it('takes the label of the answer\'s table row as the concept\'s text', () => {
+    const m = mapSection('18776-5', procedure('q1'), table);
+    expect(one<Procedure>(m, 'Procedure').code?.text).toBe('Soins palliatifs');
+  });
+
+  it('a bare answer outside a table names nothing: the coded concept stays without text, an uncoded act is not mapped', () => {
+    const m = mapSection('42545-4', procedure('q3') + procedure('q3', '<code nullFlavor="NA"/>'), table);
+    expect(one<Procedure>(m, 'Procedure').code).toEqual({ coding: [{ system: 'http://snomed.info/sct', code: '103735009', display: 'Soins palliatifs' }] });
+    expect(m.diagnostics.some((d) => d.startsWith('Procedure naming no act'))).toBe(true);
+  });
+
+  it('a planned activity keeps the answer in its description', () => {
+    const m = mapSection('18776-5', `<entry><encounter classCode="ENC" moodCode="ARQ"><templateId root="1.3.6.1.4.1.19376.1.5.3.1.4.14"/>
+      <code code="AMB" codeSystem="2.16.840.1.113883.5.4" displayName="Ambulatoire"/><text><reference value="#q2"/></text></encounter></entry>`, table);
+    expect(one<CarePlan>(m, 'CarePlan').activity?.[0]?.detail).toMatchObject({
+      code: { text: 'Orientation vers une structure pluridisciplinaire' },
+      description: 'Orientation vers une structure pluridisciplinaire : Non',
+    });
+  });
+});
+
 describe('care plan → CarePlan', () => {
   it('collects the planned entries of 18776-5 into one CarePlan, in place', () => {
     const m = mapSection('18776-5', `

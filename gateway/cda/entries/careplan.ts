@@ -16,7 +16,7 @@ import type { ConversionContext, Ref } from '../context.js';
 import { concept } from '../datatypes.js';
 import { period } from '../time.js';
 import { attr, child, children, pathOf, text, type XElement } from '../xml.js';
-import { actorRef, commentText, describe, entryText, identifiers, mood, notMapped, performers, statementOf, statusOf, templates, xsiType } from './common.js';
+import { actorRef, checklistRow, commentText, describe, entryName, identifiers, mood, notMapped, performers, statementOf, statusOf, templates, xsiType } from './common.js';
 import { productOf } from './medications.js';
 import { own } from '../../util/own.js';
 
@@ -68,7 +68,7 @@ function activityOf(ctx: ConversionContext, st: XElement, sectionCode: string | 
   const detail: CarePlanActivityDetail = { status };
   const kind = own(KIND, st.name);
   if (kind) detail.kind = kind;
-  const narrative = entryText(ctx, st);
+  const narrative = entryName(ctx, st);
   const cc = concept(ctx, child(st, 'code'));
   if (cc) {
     if (!cc.text && narrative) cc.text = narrative;
@@ -79,7 +79,9 @@ function activityOf(ctx: ConversionContext, st: XElement, sectionCode: string | 
   // An observation request may carry its subject as a text value (FR-Demande-d-examen-ou-de-suivi).
   const value = child(st, 'value');
   const described = st.name === 'observation' && value && (xsiType(value) === 'ST' || !xsiType(value)) ? text(value) : undefined;
-  const description = described ?? narrative;
+  // A checklist row keeps its answer ("Orientation vers une structure… : Non"), which says whether it is planned at all.
+  const row = checklistRow(ctx, st);
+  const description = described ?? (row ? `${row.label} : ${row.answer}` : narrative);
   if (description) detail.description = description;
   const when = period(ctx, children(st, 'effectiveTime')[0]);
   if (when) detail.scheduledPeriod = when;

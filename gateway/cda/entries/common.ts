@@ -124,6 +124,42 @@ export function entryText(ctx: ConversionContext, el: XElement | undefined): str
   return referencedNarrative(ctx, child(t, 'reference')) ?? ownText(t);
 }
 
+/**
+ * Answers a checklist cell holds (DLU, CSE: "Soins palliatifs | non"): what the entry's narrative
+ * reference points to there is the answer, not the name of what was asked.
+ */
+const ANSWER = /^(?:oui|non|yes|no|vrai|faux|true|false|néant|neant|aucun|aucune|inconnu|nsp|x|-)\.?$/i;
+
+/**
+ * An entry whose narrative reference points to an answer in a table row ("Lien avec le médecin de
+ * PMI | Oui"): the row's other cells as the label, and the answer.
+ */
+export function checklistRow(ctx: ConversionContext, el: XElement | undefined): { label: string; answer: string } | undefined {
+  const value = attr(child(child(el, 'text'), 'reference'), 'value')?.trim().replace(/^#/, '');
+  const target = value ? ctx.byNarrativeId(value) : undefined;
+  const answer = target && inNarrative(target) ? text(target)?.trim() : undefined;
+  if (!target || !answer || !ANSWER.test(answer)) return undefined;
+  let cell: XElement | undefined = target;
+  while (cell && cell.name !== 'td' && cell.name !== 'th') cell = cell.parent;
+  const row = cell?.parent?.name === 'tr' ? cell.parent : undefined;
+  const label = row?.children
+    .filter((c): c is XElement => typeof c !== 'string' && c !== cell)
+    .map((c) => text(c)?.trim())
+    .filter((t) => t)
+    .join(' ');
+  return label ? { label, answer } : undefined;
+}
+
+/**
+ * The entry's narrative when it can name a concept (CodeableConcept.text): a bare answer cannot,
+ * the label of its checklist row can.
+ */
+export function entryName(ctx: ConversionContext, el: XElement | undefined): string | undefined {
+  const t = entryText(ctx, el);
+  if (t === undefined || !ANSWER.test(t.trim())) return t;
+  return checklistRow(ctx, el)?.label;
+}
+
 /** Text of an element without the text of its `reference` child. */
 function ownText(el: XElement): string | undefined {
   const parts: string[] = [];

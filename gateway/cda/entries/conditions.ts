@@ -20,7 +20,7 @@ import { concept } from '../datatypes.js';
 import { dateTime } from '../time.js';
 import { attr, child, children, pathOf, type XElement } from '../xml.js';
 import {
-  absent, author, commentText, describe, entryText, identifiers, isNegated, mood, notMapped, pointInTime, statementOf, xsiType,
+  absent, author, commentText, describe, entryName, identifiers, isNegated, mood, notMapped, pointInTime, statementOf, xsiType,
 } from './common.js';
 import { certainty, clinicalStatus, codeable, concernParts, isConcernAct, isProblemStatus, isSeverity, verification } from './concern.js';
 
@@ -80,7 +80,7 @@ function mapCondition(ctx: ConversionContext, concern: XElement | undefined, obs
   const kindCode = attr(codeEl, 'code');
   if (kind && kindCode && PROBLEM_KINDS.has(kindCode)) c.category.push(kind);
 
-  const narrative = entryText(ctx, obs);
+  const narrative = entryName(ctx, obs);
   const problem = concept(ctx, child(obs, 'value')) ?? (kindCode && !PROBLEM_KINDS.has(kindCode) ? kind : undefined);
   if (problem) {
     if (!problem.text && narrative) problem.text = narrative;

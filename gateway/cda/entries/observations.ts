@@ -18,7 +18,7 @@ import { concept, isNull, quantity } from '../datatypes.js';
 import { dateTime, effective, period } from '../time.js';
 import { attr, child, children, text, pathOf, type XElement } from '../xml.js';
 import {
-  absentConcept, author, DAR_SYSTEM, commentText, describe, entryText, identifiers, isNegated, mood, notMapped, performers,
+  absentConcept, author, DAR_SYSTEM, commentText, describe, entryName, entryText, identifiers, isNegated, mood, notMapped, performers,
   requiredConcept, statementOf, statusOf, templates, xsiType,
 } from './common.js';
 import { own } from '../../util/own.js';
@@ -242,7 +242,7 @@ export function mapObservation(ctx: ConversionContext, obs: XElement, opts: Obse
     notMapped(ctx, `Negated ${describe(obs)} (negationInd="true")`, opts.sectionCode, obs);
     return [];
   }
-  const narrative = entryText(ctx, obs);
+  const narrative = entryName(ctx, obs);
   const o: Observation = {
     resourceType: 'Observation',
     status: observationStatus(ctx, obs),

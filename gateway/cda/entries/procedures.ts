@@ -14,7 +14,7 @@ import { concept } from '../datatypes.js';
 import { effective } from '../time.js';
 import { attr, child, children, pathOf, type XElement } from '../xml.js';
 import {
-  author, commentText, describe, entryText, identifiers, isNegated, mood, notMapped, performers, statementOf, statusOf,
+  author, commentText, describe, entryName, identifiers, isNegated, mood, notMapped, performers, statementOf, statusOf,
 } from './common.js';
 import { own } from '../../util/own.js';
 
@@ -37,7 +37,7 @@ export function mapProcedure(ctx: ConversionContext, proc: XElement, sectionCode
     notMapped(ctx, `Planned ${describe(proc)} (a request, not a Procedure)`, sectionCode, proc);
     return [];
   }
-  const narrative = entryText(ctx, proc);
+  const narrative = entryName(ctx, proc);
   const cc = concept(ctx, child(proc, 'code'));
   if (!cc && !narrative) {
     // CI-SIS templates that require an FR-Acte sometimes carry a placeholder (code nullFlavor NA):
