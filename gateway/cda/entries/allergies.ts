@@ -16,7 +16,7 @@ import { concept, isNull } from '../datatypes.js';
 import { dateTime } from '../time.js';
 import { attr, child, children, pathOf, text, type XElement } from '../xml.js';
 import {
-  absent, author, commentText, describe, entryText, identifiers, mood, notMapped, statementOf,
+  absent, author, commentText, describe, entryName, entryText, identifiers, mood, notMapped, statementOf,
 } from './common.js';
 import { certainty, clinicalStatus, codeable, concernParts, isConcernAct, isProblemStatus, isSeverity, verification, type Verification } from './concern.js';
 import { own } from '../../util/own.js';
@@ -116,7 +116,7 @@ function mapAllergy(ctx: ConversionContext, concern: XElement | undefined, obs: 
     notMapped(ctx, `Planned ${describe(obs)}`, sectionCode, obs);
     return [];
   }
-  const narrative = entryText(ctx, obs);
+  const narrative = entryName(ctx, obs);
   const substance = allergen(ctx, obs);
   const description = concept(ctx, child(obs, 'value'));
   const code = substance ?? description ?? (narrative ? { text: narrative } : undefined);

@@ -21,7 +21,7 @@ import { concept } from '../datatypes.js';
 import { effective } from '../time.js';
 import { attr, child, children, pathOf, text, type XElement } from '../xml.js';
 import {
-  absent, author, describe, entryText, identifiers, isNegated, mood, notMapped, statusOf, xsiType,
+  absent, author, describe, entryName, identifiers, isNegated, mood, notMapped, statusOf, xsiType,
 } from './common.js';
 import { mapObservation } from './observations.js';
 import { own } from '../../util/own.js';
@@ -96,7 +96,8 @@ export function mapSupply(ctx: ConversionContext, supply: XElement, sectionCode:
   if (model) d.deviceName = [{ name: model, type: 'model-name' }];
   const manufacturer = text(child(child(role, 'scopingEntity'), 'desc'));
   if (manufacturer) d.manufacturer = manufacturer;
-  const type = concept(ctx, child(playing, 'code')) ?? (entryText(ctx, supply) ? { text: entryText(ctx, supply) } : undefined);
+  const name = entryName(ctx, supply);
+  const type = concept(ctx, child(playing, 'code')) ?? (name ? { text: name } : undefined);
   if (type) d.type = type;
   else ctx.report.warn('ENTRY_INCOMPLETE', 'Device without a type (playingDevice/code) or narrative.', playing);
   if (ctx.patient) d.patient = ctx.patient;
@@ -127,7 +128,7 @@ export function mapDeviceObservation(ctx: ConversionContext, obs: XElement, sect
     return mapObservation(ctx, obs, { sectionCode });
   }
   const d: Device = { resourceType: 'Device' };
-  const narrative = entryText(ctx, obs);
+  const narrative = entryName(ctx, obs);
   const type = concept(ctx, child(obs, 'code')) ?? (narrative ? { text: narrative } : undefined);
   if (type) d.type = type;
   else ctx.report.warn('ENTRY_INCOMPLETE', 'Prosthesis or personal object without a code or narrative.', obs);
