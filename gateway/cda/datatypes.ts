@@ -79,16 +79,44 @@ export function concept(ctx: ConversionContext, el: XElement | undefined): Codea
 export function originalText(ctx: ConversionContext, el: XElement | undefined): string | undefined {
   const ot = child(el, 'originalText');
   if (!ot) return undefined;
-  return referencedText(ctx, ot) ?? text(ot);
+  const target = referenced(ctx, ot);
+  return target ? namingText(target) : text(ot);
 }
 
-/** Text of the narrative element a `<reference value="#id"/>` child points to. */
-export function referencedText(ctx: ConversionContext, el: XElement | undefined): string | undefined {
+/** The narrative element a `<reference value="#id"/>` child points to. */
+function referenced(ctx: ConversionContext, el: XElement | undefined): XElement | undefined {
   // `#id` per CDA R2; published documents also write the bare id.
   const ref = attr(child(el, 'reference'), 'value')?.trim();
-  if (!ref) return undefined;
-  const target = ctx.byNarrativeId(ref.startsWith('#') ? ref.slice(1) : ref);
-  return target ? text(target) : undefined;
+  return ref ? ctx.byNarrativeId(ref.startsWith('#') ? ref.slice(1) : ref) : undefined;
+}
+
+/**
+ * Answers a checklist cell holds (DLU, CSE: "Soins palliatifs | non"): when a reference points
+ * there, the cell is the answer, not the name of what was asked.
+ */
+const ANSWER = /^(?:oui|non|yes|no|vrai|faux|true|false|néant|neant|aucun|aucune|inconnu|nsp|x|-)\.?$/i;
+
+export function isAnswer(t: string): boolean {
+  return ANSWER.test(t.trim());
+}
+
+/** The label of the table row a narrative cell is in: the text of its other cells that are not answers too (a vaccine's "2 mois | 4 mois" columns). */
+export function rowLabel(target: XElement): string | undefined {
+  let cell: XElement | undefined = target;
+  while (cell && cell.name !== 'td' && cell.name !== 'th') cell = cell.parent;
+  const row = cell?.parent?.name === 'tr' ? cell.parent : undefined;
+  const label = row?.children
+    .filter((c): c is XElement => typeof c !== 'string' && c !== cell)
+    .map((c) => text(c)?.trim())
+    .filter((t): t is string => t !== undefined && t !== '' && !isAnswer(t))
+    .join(' ');
+  return label || undefined;
+}
+
+/** What a narrative element says to name a concept: its text, unless a bare answer (then its row's label, if any). */
+export function namingText(target: XElement): string | undefined {
+  const t = text(target);
+  return t === undefined || !isAnswer(t) ? t : rowLabel(target);
 }
 
 const ADDRESS_USE: Readonly<Record<string, Address['use']>> = {

@@ -858,6 +858,20 @@ describe('checklist narratives: the answer cell an entry points to never names t
     expect(m.diagnostics.some((d) => d.startsWith('Procedure naming no act'))).toBe(true);
   });
 
+  it('an originalText pointing to an answer takes the row\'s label; other answer columns stay out of it', () => {
+    const vaccines = `<table><tbody><tr><td>Vaccin contre la coqueluche</td><td>Oui</td><td><content ID="v1">Oui</content></td></tr>
+      <tr><td>Prématurité inf. à 33 sem</td><td><content ID="p1">Oui</content></td></tr></tbody></table>`;
+    const m = mapSection('11348-0', `<entry><observation classCode="OBS" moodCode="EVN"><templateId root="1.3.6.1.4.1.19376.1.5.3.1.4.5"/>
+      <code code="282291009" codeSystem="2.16.840.1.113883.6.96"/><statusCode code="completed"/>
+      <value xsi:type="CD" code="MED-183" codeSystem="1.2.250.1.213.1.1.4.322"><originalText><reference value="#p1"/></originalText></value></observation></entry>`, vaccines);
+    expect(one<Condition>(m, 'Condition').code?.text).toBe('Prématurité inf. à 33 sem');
+    const v = mapSection('11369-6', `<entry><substanceAdministration classCode="SBADM" moodCode="EVN"><templateId root="1.3.6.1.4.1.19376.1.5.3.1.4.12"/>
+      <statusCode code="completed"/><effectiveTime value="20240101"/><consumable><manufacturedProduct><manufacturedMaterial>
+      <code code="J07AJ" codeSystem="2.16.840.1.113883.6.73"><originalText><reference value="#v1"/></originalText></code>
+      </manufacturedMaterial></manufacturedProduct></consumable></substanceAdministration></entry>`, vaccines);
+    expect(one<Immunization>(v, 'Immunization').vaccineCode.text).toBe('Vaccin contre la coqueluche');
+  });
+
   it('a planned activity keeps the answer in its description', () => {
     const m = mapSection('18776-5', `<entry><encounter classCode="ENC" moodCode="ARQ"><templateId root="1.3.6.1.4.1.19376.1.5.3.1.4.14"/>
       <code code="AMB" codeSystem="2.16.840.1.113883.5.4" displayName="Ambulatoire"/><text><reference value="#q2"/></text></encounter></entry>`, table);

@@ -10,7 +10,7 @@
 import type { CodeableConcept, Extension, Identifier } from '@medplum/fhirtypes';
 import type { ConversionContext, Ref } from '../context.js';
 import { practitionerRoleRef } from '../actors.js';
-import { concept, identifier } from '../datatypes.js';
+import { concept, identifier, isAnswer, namingText, rowLabel } from '../datatypes.js';
 import { dateTime } from '../time.js';
 import { DATA_ABSENT_REASON } from '../terminology.js';
 import { attr, child, children, elements, HL7_NS, text, type XElement, type XNode } from '../xml.js';
@@ -109,12 +109,18 @@ function inNarrative(el: XElement): boolean {
  * count, so that an observationMedia ID never yields base64 as text.
  */
 export function referencedNarrative(ctx: ConversionContext, ref: XElement | undefined): string | undefined {
+  const target = narrativeTarget(ctx, ref);
+  return target && text(target);
+}
+
+/** The section-narrative element a `reference/@value` points to. */
+function narrativeTarget(ctx: ConversionContext, ref: XElement | undefined): XElement | undefined {
   const value = attr(ref, 'value')?.trim();
   if (!value) return undefined;
   const id = value.startsWith('#') ? value.slice(1) : value;
   if (!id || /[:/]/.test(id)) return undefined;
   const target = ctx.byNarrativeId(id);
-  return target && inNarrative(target) ? text(target) : undefined;
+  return target && inNarrative(target) ? target : undefined;
 }
 
 /** The narrative of an entry (`text`): the referenced narrative, else its own text. */
@@ -125,39 +131,24 @@ export function entryText(ctx: ConversionContext, el: XElement | undefined): str
 }
 
 /**
- * Answers a checklist cell holds (DLU, CSE: "Soins palliatifs | non"): what the entry's narrative
- * reference points to there is the answer, not the name of what was asked.
- */
-const ANSWER = /^(?:oui|non|yes|no|vrai|faux|true|false|néant|neant|aucun|aucune|inconnu|nsp|x|-)\.?$/i;
-
-/**
  * An entry whose narrative reference points to an answer in a table row ("Lien avec le médecin de
  * PMI | Oui"): the row's other cells as the label, and the answer.
  */
 export function checklistRow(ctx: ConversionContext, el: XElement | undefined): { label: string; answer: string } | undefined {
-  const value = attr(child(child(el, 'text'), 'reference'), 'value')?.trim().replace(/^#/, '');
-  const target = value ? ctx.byNarrativeId(value) : undefined;
-  const answer = target && inNarrative(target) ? text(target)?.trim() : undefined;
-  if (!target || !answer || !ANSWER.test(answer)) return undefined;
-  let cell: XElement | undefined = target;
-  while (cell && cell.name !== 'td' && cell.name !== 'th') cell = cell.parent;
-  const row = cell?.parent?.name === 'tr' ? cell.parent : undefined;
-  const label = row?.children
-    .filter((c): c is XElement => typeof c !== 'string' && c !== cell)
-    .map((c) => text(c)?.trim())
-    .filter((t) => t)
-    .join(' ');
-  return label ? { label, answer } : undefined;
+  const target = narrativeTarget(ctx, child(child(el, 'text'), 'reference'));
+  const answer = target && text(target)?.trim();
+  const label = answer && isAnswer(answer) ? rowLabel(target) : undefined;
+  return answer && label ? { label, answer } : undefined;
 }
 
-/**
- * The entry's narrative when it can name a concept (CodeableConcept.text): a bare answer cannot,
- * the label of its checklist row can.
- */
+/** The entry's narrative when it can name a concept (CodeableConcept.text): never a bare answer (see namingText). */
 export function entryName(ctx: ConversionContext, el: XElement | undefined): string | undefined {
-  const t = entryText(ctx, el);
-  if (t === undefined || !ANSWER.test(t.trim())) return t;
-  return checklistRow(ctx, el)?.label;
+  const t = child(el, 'text');
+  if (!t) return undefined;
+  const target = narrativeTarget(ctx, child(t, 'reference'));
+  if (target) return namingText(target);
+  const own = ownText(t);
+  return own === undefined || isAnswer(own) ? undefined : own;
 }
 
 /** Text of an element without the text of its `reference` child. */

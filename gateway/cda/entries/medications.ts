@@ -19,7 +19,7 @@
  */
 import type { CodeableConcept, Dosage, DosageDoseAndRate, MedicationStatement, Period, Quantity, Range, TimingRepeat } from '@medplum/fhirtypes';
 import type { ConversionContext, Ref } from '../context.js';
-import { concept, isNull } from '../datatypes.js';
+import { concept, isAnswer, isNull } from '../datatypes.js';
 import { effective, period } from '../time.js';
 import { attr, child, children, pathOf, text, type XElement } from '../xml.js';
 import {
@@ -216,8 +216,9 @@ function readRepeat(ctx: ConversionContext, et: XElement, type: string | undefin
 /** One Dosage from a substanceAdministration (the statement itself or a split-dose part). */
 function dosageOf(ctx: ConversionContext, sa: XElement, sectionCode: string | undefined): Dosage | undefined {
   const d: Dosage = {};
+  // The statement's narrative is its dosage line, unless it points to a checklist answer ("Oui").
   const t = entryText(ctx, sa);
-  if (t) d.text = t;
+  if (t && !isAnswer(t)) d.text = t;
   const repeat = repeatOf(ctx, sa, sectionCode);
   if (repeat) d.timing = { repeat };
   const precondition = child(child(sa, 'precondition'), 'criterion');
