@@ -581,6 +581,21 @@ describe('vaccinations → Immunization', () => {
 // ---------------------------------------------------------------- procedures
 
 describe('acts → Procedure', () => {
+  it('an observation inside the act is its result: an Observation partOf the Procedure', () => {
+    const m = mapSection('29554-3', `<entry><procedure classCode="PROC" moodCode="EVN"><id root="1.2.3.8" extension="surdite"/>
+      <code code="MED-1304" displayName="Dépistage de la surdité" codeSystem="1.2.250.1.213.1.1.4.322"/><statusCode code="completed"/>
+      <effectiveTime><low value="20210503"/></effectiveTime>
+      <entryRelationship typeCode="COMP"><observation classCode="OBS" moodCode="EVN"><code code="MED-1305" displayName="Résultat du dépistage de la surdité" codeSystem="1.2.250.1.213.1.1.4.322"/>
+        <statusCode code="completed"/><value xsi:type="CD" code="MED-179" displayName="Audition à recontrôler" codeSystem="1.2.250.1.213.1.1.4.322"/></observation></entryRelationship>
+    </procedure></entry>`);
+    expectValid(m);
+    const p = one<Procedure>(m, 'Procedure');
+    const o = one<Observation>(m, 'Observation');
+    expect(o).toMatchObject({ partOf: [{ reference: urlOf(m, p) }], valueCodeableConcept: { coding: [{ code: 'MED-179' }] } });
+    expect(m.refs).toEqual([{ reference: urlOf(m, p) }, { reference: urlOf(m, o) }]);
+    expect(m.codes).not.toContain('ENTRY_NOT_MAPPED');
+  });
+
   it('maps code, status, period, body site, performer, recorder and reason', () => {
     const m = mapSection('47519-4', `<entry><procedure classCode="PROC" moodCode="EVN"><id root="1.2.3.8" extension="x"/>
       <code code="HHFA016" displayName="Appendicectomie" codeSystem="1.2.250.1.215.300.1"/><statusCode code="completed"/>

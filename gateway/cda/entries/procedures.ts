@@ -17,6 +17,7 @@ import {
   author, commentText, describe, entryName, identifiers, isNegated, mood, notMapped, performers, statementOf, statusOf,
 } from './common.js';
 import { own } from '../../util/own.js';
+import { mapObservation } from './observations.js';
 
 const ACTORS = ['Practitioner', 'PractitionerRole', 'Patient', 'RelatedPerson'] as const;
 const PERFORMERS = ['Practitioner', 'PractitionerRole', 'Organization', 'Patient', 'RelatedPerson', 'Device'] as const;
@@ -73,6 +74,7 @@ export function mapProcedure(ctx: ConversionContext, proc: XElement, sectionCode
     p.recorder = by.ref;
     p.asserter = by.ref;
   }
+  const results: XElement[] = [];
   for (const rel of children(proc, 'entryRelationship')) {
     const st = statementOf(rel);
     if (!st) continue;
@@ -80,7 +82,16 @@ export function mapProcedure(ctx: ConversionContext, proc: XElement, sectionCode
     const reason = attr(rel, 'typeCode') === 'RSON' ? concept(ctx, child(st, 'value') ?? child(st, 'code')) : undefined;
     if (note) (p.note ??= []).push({ text: note });
     else if (reason) (p.reasonCode ??= []).push(reason);
+    else if (st.name === 'observation' && attr(rel, 'typeCode') !== 'RSON') results.push(st);
     else notMapped(ctx, `${describe(st)} related to a procedure`, sectionCode, st);
   }
-  return [ctx.add(p, pathOf(proc))];
+  const ref = ctx.add(p, pathOf(proc));
+  // An observation inside the act is its result (the CSE's hearing screening: "Audition à
+  // recontrôler"): an Observation that is partOf the Procedure (R4 Observation.partOf).
+  const observed = results.flatMap((st) => mapObservation(ctx, st, { sectionCode }));
+  for (const o of observed) {
+    const r = ctx.resolve(o);
+    if (r?.resourceType === 'Observation' && !r.partOf) r.partOf = [ref];
+  }
+  return [ref, ...observed];
 }
