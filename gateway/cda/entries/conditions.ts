@@ -114,15 +114,21 @@ function mapCondition(ctx: ConversionContext, concern: XElement | undefined, obs
     else if (st.name === 'observation' && isProblemStatus(st)) continue; // read by clinicalStatus()
     else if (certainty(st)) continue; // read by verification()
     else if (st.name === 'observation' && isSeverity(st) && concept(ctx, child(st, 'value'))) c.severity = concept(ctx, child(st, 'value'));
-    else if (st.name === 'observation' && attr(rel, 'typeCode') === 'CAUS' && !statedAbsent(st) && concept(ctx, child(st, 'code'))) {
-      (c.extension ??= []).push({ url: DUE_TO, valueCodeableConcept: concept(ctx, child(st, 'code')) });
-    } else notMapped(ctx, `${describe(st)} ${attr(rel, 'typeCode') === 'CAUS' && statedAbsent(st) ? 'stated absent as the cause of' : 'related to'} a problem`, sectionCode, st);
+    else if (st.name === 'observation' && attr(rel, 'typeCode') === 'CAUS') addCause(ctx, c, st, sectionCode);
+    else notMapped(ctx, `${describe(st)} related to a problem`, sectionCode, st);
   }
   return [ctx.add(c, pathOf(obs))];
 }
 
-/** negationInd, or a boolean value false: the statement says the thing did not happen. */
-function statedAbsent(obs: XElement): boolean {
+/** A cause (CAUS) → condition-dueTo; stated absent (negationInd, or a boolean value false) it has no R4 form. */
+function addCause(ctx: ConversionContext, c: Condition, obs: XElement, sectionCode: string | undefined): void {
   const value = child(obs, 'value');
-  return isNegated(obs) || (xsiType(value) === 'BL' && attr(value, 'value') === 'false');
+  const cause = concept(ctx, child(obs, 'code'));
+  if (isNegated(obs) || (xsiType(value) === 'BL' && attr(value, 'value') === 'false')) {
+    notMapped(ctx, `${describe(obs)} stated absent as the cause of a problem`, sectionCode, obs);
+  } else if (cause) {
+    (c.extension ??= []).push({ url: DUE_TO, valueCodeableConcept: cause });
+  } else {
+    notMapped(ctx, `${describe(obs)} (a cause without code) related to a problem`, sectionCode, obs);
+  }
 }
