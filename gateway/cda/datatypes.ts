@@ -100,17 +100,61 @@ export function isAnswer(t: string): boolean {
   return ANSWER.test(t.trim());
 }
 
-/** The label of the table row a narrative cell is in: the text of its other cells that are not answers too (a vaccine's "2 mois | 4 mois" columns). */
+/**
+ * The label of the table cell an answer is in: the text of its row's other cells that are not
+ * answers too (a vaccine's "2 mois | 4 mois" columns), then its column's header — the first row
+ * of the table holding more than one cell — when that is not an answer: tables are written both
+ * ways ("Vaccin contre la coqueluche | Oui" and, transposed, "1ère dose | Oui" under a row of
+ * vaccine names).
+ */
 export function rowLabel(target: XElement): string | undefined {
   let cell: XElement | undefined = target;
   while (cell && cell.name !== 'td' && cell.name !== 'th') cell = cell.parent;
   const row = cell?.parent?.name === 'tr' ? cell.parent : undefined;
-  const label = row?.children
-    .filter((c): c is XElement => typeof c !== 'string' && c !== cell)
+  if (!cell || !row) return undefined;
+  const label = cellsOf(row)
+    .filter((c) => c !== cell)
     .map((c) => text(c)?.trim())
-    .filter((t): t is string => t !== undefined && t !== '' && !isAnswer(t))
-    .join(' ');
-  return label || undefined;
+    .filter((t): t is string => t !== undefined && t !== '' && !isAnswer(t));
+  const header = headerRow(row);
+  const column = header && header !== row ? cellAt(header, columnOf(row, cell)) : undefined;
+  const title = column && text(column)?.trim();
+  if (title && !isAnswer(title)) label.push(title);
+  return label.join(' — ') || undefined;
+}
+
+function cellsOf(row: XElement): XElement[] {
+  return row.children.filter((c): c is XElement => typeof c !== 'string' && (c.name === 'td' || c.name === 'th'));
+}
+
+const span = (cell: XElement): number => Math.max(1, Number(cell.attrs.colspan) || 1);
+
+function columnOf(row: XElement, cell: XElement): number {
+  let column = 0;
+  for (const c of cellsOf(row)) {
+    if (c === cell) return column;
+    column += span(c);
+  }
+  return column;
+}
+
+function cellAt(row: XElement, column: number): XElement | undefined {
+  let at = 0;
+  for (const c of cellsOf(row)) {
+    if (column < at + span(c)) return c;
+    at += span(c);
+  }
+  return undefined;
+}
+
+/** The first row of the row's table (thead first) with more than one cell: a title row spanning the table is not a header. */
+function headerRow(row: XElement): XElement | undefined {
+  const table = row.parent?.name === 'table' ? row.parent : row.parent?.parent;
+  if (table?.name !== 'table') return undefined;
+  const groups = table.children.filter((c): c is XElement => typeof c !== 'string');
+  const rows = [...groups.filter((g) => g.name === 'thead'), ...groups.filter((g) => g.name !== 'thead')]
+    .flatMap((g) => (g.name === 'tr' ? [g] : g.children.filter((c): c is XElement => typeof c !== 'string' && c.name === 'tr')));
+  return rows.find((r) => cellsOf(r).length > 1);
 }
 
 /** What a narrative element says to name a concept: its text, unless a bare answer (then its row's label, if any). */

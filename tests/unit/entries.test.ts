@@ -887,6 +887,17 @@ describe('checklist narratives: the answer cell an entry points to never names t
     expect(one<Immunization>(v, 'Immunization').vaccineCode.text).toBe('Vaccin contre la coqueluche');
   });
 
+  it('a transposed table (vaccines as columns, doses as rows) adds the column\'s header to the row\'s label', () => {
+    const table = `<table><thead><tr><th colspan="3">Vaccinations</th></tr></thead><tbody>
+      <tr><td> </td><td>Vaccin contre la coqueluche</td><td>Vaccin contre l'hépatite B</td></tr>
+      <tr><td>1ère dose</td><td><content ID="c1">Oui</content></td><td><content ID="h1">Oui</content></td></tr></tbody></table>`;
+    const vaccine = (ref: string): string => `<entry><substanceAdministration classCode="SBADM" moodCode="EVN"><templateId root="1.3.6.1.4.1.19376.1.5.3.1.4.12"/>
+      <statusCode code="completed"/><effectiveTime value="20240101"/><consumable><manufacturedProduct><manufacturedMaterial>
+      <code><originalText><reference value="#${ref}"/></originalText></code></manufacturedMaterial></manufacturedProduct></consumable></substanceAdministration></entry>`;
+    const m = mapSection('11369-6', vaccine('c1') + vaccine('h1'), table);
+    expect(of<Immunization>(m, 'Immunization').map((i) => i.vaccineCode.text)).toEqual(['1ère dose — Vaccin contre la coqueluche', '1ère dose — Vaccin contre l\'hépatite B']);
+  });
+
   it('a planned activity keeps the answer in its description', () => {
     const m = mapSection('18776-5', `<entry><encounter classCode="ENC" moodCode="ARQ"><templateId root="1.3.6.1.4.1.19376.1.5.3.1.4.14"/>
       <code code="AMB" codeSystem="2.16.840.1.113883.5.4" displayName="Ambulatoire"/><text><reference value="#q2"/></text></encounter></entry>`, table);
