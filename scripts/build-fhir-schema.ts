@@ -54,7 +54,7 @@ export const EMITTED_RESOURCES: readonly string[] = [
   'Bundle', 'Composition', 'Patient', 'Practitioner', 'PractitionerRole', 'Organization', 'RelatedPerson',
   'Encounter', 'Location', 'Binary', 'DocumentReference', 'Provenance', 'Condition', 'AllergyIntolerance',
   'MedicationStatement', 'MedicationAdministration', 'Medication', 'Procedure', 'Immunization', 'Observation',
-  'CarePlan', 'Device', 'DeviceUseStatement', 'OperationOutcome', 'Specimen', 'Coverage',
+  'CarePlan', 'Device', 'DeviceUseStatement', 'OperationOutcome', 'Specimen', 'Coverage', 'DiagnosticReport',
 ];
 
 export const SUBSET_SCHEMA_ID = 'http://hl7.org/fhir/json-schema/4.0';

@@ -5,7 +5,7 @@
 import { readFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type {
-  AllergyIntolerance, CarePlan, Condition, Coverage, Device, DeviceUseStatement, DocumentReference, Immunization,
+  AllergyIntolerance, CarePlan, Condition, Coverage, Device, DiagnosticReport, DeviceUseStatement, DocumentReference, Immunization,
   Encounter, Location, MedicationStatement, Observation, Organization, Procedure, Reference, RelatedPerson, Resource, Specimen,
 } from '@medplum/fhirtypes';
 import fc from 'fast-check';
@@ -787,7 +787,7 @@ describe('observations → Observation', () => {
     expect(all[1]?.status).toBe('preliminary');
   });
 
-  it('lab comments: on a battery → the panel\'s note; on a results act → its one result\'s note, else reported', () => {
+  it('lab comments: on a battery → the panel\'s note; on a results act → its DiagnosticReport\'s conclusion', () => {
     const comment = (text: string): string => `<act classCode="ACT" moodCode="EVN"><templateId root="1.3.6.1.4.1.19376.1.5.3.1.4.2"/>
       <code code="48767-8" codeSystem="2.16.840.1.113883.6.1"/><text>${text}</text><statusCode code="completed"/></act>`;
     const battery = `<organizer classCode="BATTERY" moodCode="EVN"><code code="24351-9" codeSystem="2.16.840.1.113883.6.1"/><statusCode code="completed"/>
@@ -800,11 +800,21 @@ describe('observations → Observation', () => {
       <entryRelationship typeCode="COMP">${comment('Contrôle dans 3 mois')}</entryRelationship>`));
     expectValid(single);
     const [panel] = of<Observation>(single, 'Observation');
-    expect(panel?.note).toEqual([{ text: 'Profil normal' }, { text: 'Contrôle dans 3 mois' }]);
+    expect(panel?.note).toEqual([{ text: 'Profil normal' }]);
+    expect(one<DiagnosticReport>(single, 'DiagnosticReport').conclusion).toBe('Contrôle dans 3 mois');
     expect(single.codes).not.toContain('ENTRY_NOT_MAPPED');
     const two = mapSection('18719-5', act(`<entryRelationship typeCode="COMP">${battery}</entryRelationship><entryRelationship typeCode="COMP">${battery}</entryRelationship>
       <entryRelationship typeCode="COMP">${comment('Contrôle dans 3 mois')}</entryRelationship>`));
-    expect(two.diagnostics.some((d) => d.startsWith('Comment on a results act with 2 results'))).toBe(true);
+    expectValid(two);
+    const report = one<DiagnosticReport>(two, 'DiagnosticReport');
+    const panels = of<Observation>(two, 'Observation').filter((o) => o.hasMember);
+    expect(report).toMatchObject({
+      status: 'final', code: { coding: [{ system: 'http://loinc.org', code: '18719-5' }] }, category: [{ coding: [{ code: 'LAB' }] }],
+      subject: { reference: PATIENT }, conclusion: 'Contrôle dans 3 mois',
+    });
+    expect(report.result).toEqual(panels.map((p) => ({ reference: urlOf(two, p) })));
+    expect(two.refs[0]).toEqual({ reference: urlOf(two, report) });
+    expect(two.codes).not.toContain('ENTRY_NOT_MAPPED');
   });
 
   it('a microbiology results act (specimen collection, isolate cluster, susceptibility battery) yields its observations', () => {
@@ -841,6 +851,7 @@ describe('observations → Observation', () => {
       subject: { reference: PATIENT },
     });
     expect(all.every((o) => o.specimen?.reference === urlOf(m, specimen))).toBe(true);
+    expect(one<DiagnosticReport>(m, 'DiagnosticReport').specimen).toEqual([{ reference: urlOf(m, specimen) }]);
     expect(m.codes).not.toContain('ENTRY_NOT_MAPPED');
     // The isolate: a panel whose value is the microorganism, its counts and susceptibilities as members.
     const isolate = all.find((o) => o.valueCodeableConcept) as Observation;

@@ -22,6 +22,7 @@ import {
   requiredConcept, statementOf, statusOf, templates, xsiType,
 } from './common.js';
 import { own } from '../../util/own.js';
+import { mapResultsReport } from './reports.js';
 import { isSpecimenCollection, mapSpecimen } from './specimens.js';
 
 const OBSERVATION_CATEGORY = 'http://terminology.hl7.org/CodeSystem/observation-category';
@@ -423,22 +424,22 @@ export function mapResultsAct(ctx: ConversionContext, act: XElement, opts: Obser
     else notMapped(ctx, `${describe(st)} inside a results act`, opts.sectionCode, st);
   }
   if (!out.length) notMapped(ctx, `${describe(act)} without result observations`, opts.sectionCode, act);
-  const only = results.length === 1 ? ctx.resolve(results[0]) : undefined;
-  for (const c of comments) {
-    if (only?.resourceType === 'Observation') (only.note ??= []).push({ text: c.text });
-    else notMapped(ctx, `Comment on a results act with ${results.length} results`, opts.sectionCode, c.el);
-  }
   const [specimen] = specimens;
   if (specimens.length === 1 && specimen) {
     for (const ref of out) {
       const r = ctx.resolve(ref);
       if (r?.resourceType === 'Observation' && !r.specimen) r.specimen = specimen;
     }
-    if (!out.length) out.push(specimen);
-  } else {
-    out.push(...specimens);
   }
-  return out;
+  if (!results.length) {
+    for (const c of comments) notMapped(ctx, 'Comment on a results act without results', opts.sectionCode, c.el);
+    return [...out, ...specimens];
+  }
+  // The act is the report of its results (one chapter of a CR-BIO): a DiagnosticReport, listed first.
+  const report = mapResultsReport(ctx, act, {
+    results, specimens, comments: comments.map((c) => c.text), sectionCode: opts.sectionCode, laboratory: opts.category?.coding?.[0]?.code === 'laboratory',
+  });
+  return [report, ...out, ...specimens];
 }
 
 /**

@@ -1,0 +1,54 @@
+/**
+ * A results act → FHIR R4 DiagnosticReport (diagnosticreport.html), beside the Observations it
+ * holds. In a CR-BIO the act (IHE PaLM Laboratory Report Data Processing Entry
+ * 1.3.6.1.4.1.19376.1.3.1, CI-SIS FR-Resultats-examens-de-biologie-medicale 1.2.250.1.213.1.1.3.21)
+ * is one chapter of the report (its code that of the section: 18725-2 Microbiologie…), as the ANS
+ * FR Document Core FHIR guide models it with one DiagnosticReport per biology chapter:
+ *
+ *   act id / code (else the section's LOINC) / statusCode → identifier / code / status
+ *   its batteries and results (the top-level Observations) → result
+ *   its specimen collections                                → specimen
+ *   its comments (FR-Commentaire-ER: "Traitement immédiat") → conclusion (R4 has no note)
+ *
+ * DiagnosticReport.code is required: without an act code or a section code it is stated absent.
+ */
+import type { CodeableConcept, DiagnosticReport } from '@medplum/fhirtypes';
+import type { ConversionContext, Ref } from '../context.js';
+import { LOINC } from '../terminology.js';
+import { attr, child, pathOf, type XElement } from '../xml.js';
+import { identifiers, requiredConcept, statusOf } from './common.js';
+import { own } from '../../util/own.js';
+
+const STATUS: Readonly<Record<string, DiagnosticReport['status']>> = {
+  completed: 'final',
+  active: 'partial',
+  aborted: 'cancelled',
+  cancelled: 'cancelled',
+  nullified: 'entered-in-error',
+};
+
+const LAB: CodeableConcept = { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/v2-0074', code: 'LAB', display: 'Laboratory' }] };
+
+export interface ReportParts {
+  results: Ref[];
+  specimens: Ref[];
+  comments: string[];
+  sectionCode: string | undefined;
+  laboratory: boolean;
+}
+
+export function mapResultsReport(ctx: ConversionContext, act: XElement, parts: ReportParts): Ref {
+  const codeEl = child(act, 'code');
+  const section: CodeableConcept | undefined = parts.sectionCode ? { coding: [{ system: LOINC, code: parts.sectionCode }] } : undefined;
+  const code = attr(codeEl, 'code') || !section ? requiredConcept(ctx, codeEl, undefined, 'Results act code', act) : section;
+  const r: DiagnosticReport = { resourceType: 'DiagnosticReport', status: own(STATUS, statusOf(act)) ?? 'unknown', code };
+  const ids = identifiers(ctx, act);
+  if (ids.length) r.identifier = ids;
+  if (parts.laboratory) r.category = [LAB];
+  if (ctx.patient) r.subject = ctx.patient;
+  if (ctx.encounter) r.encounter = ctx.encounter;
+  if (parts.specimens.length) r.specimen = parts.specimens;
+  r.result = parts.results;
+  if (parts.comments.length) r.conclusion = parts.comments.join('\n');
+  return ctx.add(r, pathOf(act));
+}
