@@ -148,9 +148,18 @@ function roleCodes(ctx: ConversionContext, code: XElement | undefined): { code?:
  * An assignedAuthor / assignedEntity / associatedEntity / intendedRecipient → PractitionerRole
  * (with its Practitioner and Organization), or an Organization or Device when no person is named.
  */
+/**
+ * The person an assigned entity (or an intended recipient, an associated entity) stands for; a
+ * participantRole names its person as playingEntity (IHE PaLM: the biologist who validated).
+ */
+export function personOf(assigned: XElement): XElement | undefined {
+  return child(assigned, 'assignedPerson') ?? child(assigned, 'associatedPerson') ?? child(assigned, 'informationRecipient') ??
+    (assigned.name === 'participantRole' ? child(assigned, 'playingEntity') : undefined);
+}
+
 export function practitionerRoleRef(ctx: ConversionContext, assigned: XElement | undefined): Ref | undefined {
   if (!assigned || isNull(assigned)) return undefined;
-  const person = child(assigned, 'assignedPerson') ?? child(assigned, 'associatedPerson') ?? child(assigned, 'informationRecipient');
+  const person = personOf(assigned);
   const orgEl = child(assigned, 'representedOrganization') ?? child(assigned, 'scopingOrganization') ?? child(assigned, 'receivedOrganization');
   const organization = organizationRef(ctx, orgEl);
   const device = child(assigned, 'assignedAuthoringDevice');

@@ -820,6 +820,8 @@ describe('observations → Observation', () => {
   it('a microbiology results act (specimen collection, isolate cluster, susceptibility battery) yields its observations', () => {
     const m = mapSection('18725-2', `<entry typeCode="DRIV"><templateId root="1.3.6.1.4.1.19376.1.3.1"/><templateId root="1.2.250.1.213.1.1.3.21"/>
       <act classCode="ACT" moodCode="EVN"><code code="18725-2" codeSystem="2.16.840.1.113883.6.1"/><statusCode code="completed"/>
+        <participant typeCode="AUTHEN"><time><high value="202401041120+0100"/></time><participantRole><id root="1.2.250.1.71.4.2.1" extension="801234567898"/>
+          <playingEntity><name><given>Jean</given><family>DE SANTS</family></name></playingEntity></participantRole></participant>
         <entryRelationship typeCode="COMP"><procedure classCode="PROC" moodCode="EVN"><templateId root="1.3.6.1.4.1.19376.1.3.1.2"/>
           <code code="5201" displayName="EX MICROBIO URINES (ECBU)" codeSystem="1.2.3.4"/><effectiveTime><high value="202401040735+0100"/></effectiveTime>
           <participant typeCode="PRD"><participantRole classCode="SPEC"><id root="1.2.250.1.999.3" extension="E-42"/>
@@ -851,7 +853,12 @@ describe('observations → Observation', () => {
       subject: { reference: PATIENT },
     });
     expect(all.every((o) => o.specimen?.reference === urlOf(m, specimen))).toBe(true);
-    expect(one<DiagnosticReport>(m, 'DiagnosticReport').specimen).toEqual([{ reference: urlOf(m, specimen) }]);
+    const report = one<DiagnosticReport>(m, 'DiagnosticReport');
+    expect(report.specimen).toEqual([{ reference: urlOf(m, specimen) }]);
+    // The biologist who validated (participant AUTHEN) interprets the results.
+    const role = m.ctx.resolve(report.resultsInterpreter?.[0] ?? {});
+    const biologist = role?.resourceType === 'PractitionerRole' ? m.ctx.resolve(role.practitioner ?? {}) : undefined;
+    expect(biologist).toMatchObject({ resourceType: 'Practitioner', name: [{ family: 'DE SANTS' }] });
     expect(m.codes).not.toContain('ENTRY_NOT_MAPPED');
     // The isolate: a panel whose value is the microorganism, its counts and susceptibilities as members.
     const isolate = all.find((o) => o.valueCodeableConcept) as Observation;

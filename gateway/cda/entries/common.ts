@@ -9,7 +9,7 @@
  */
 import type { CodeableConcept, Extension, Identifier } from '@medplum/fhirtypes';
 import type { ConversionContext, Ref } from '../context.js';
-import { practitionerRoleRef } from '../actors.js';
+import { personOf, practitionerRoleRef } from '../actors.js';
 import { concept, identifier, isAnswer, namingText, rowLabel } from '../datatypes.js';
 import { dateTime } from '../time.js';
 import { DATA_ABSENT_REASON } from '../terminology.js';
@@ -182,8 +182,7 @@ function typeOf(ctx: ConversionContext, ref: Ref): string | undefined {
 export function actorRef(ctx: ConversionContext, assigned: XElement | undefined, allowed: readonly string[]): Ref | undefined {
   if (!assigned) return undefined;
   // What practitionerRoleRef will make of it, checked first so that no actor is emitted for nothing.
-  const person = child(assigned, 'assignedPerson') ?? child(assigned, 'associatedPerson') ?? child(assigned, 'informationRecipient');
-  const expected = person ? 'PractitionerRole' : child(assigned, 'assignedAuthoringDevice') ? 'Device' : 'Organization';
+  const expected = personOf(assigned) ? 'PractitionerRole' : child(assigned, 'assignedAuthoringDevice') ? 'Device' : 'Organization';
   if (!allowed.includes(expected)) return undefined;
   const ref = practitionerRoleRef(ctx, assigned);
   if (!ref) return undefined;

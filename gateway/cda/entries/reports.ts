@@ -9,14 +9,15 @@
  *   its batteries and results (the top-level Observations) → result
  *   its specimen collections                                → specimen
  *   its comments (FR-Commentaire-ER: "Traitement immédiat") → conclusion (R4 has no note)
+ *   participant AUTHEN (FR-Participant: the biologist who validated) → resultsInterpreter
  *
  * DiagnosticReport.code is required: without an act code or a section code it is stated absent.
  */
 import type { CodeableConcept, DiagnosticReport } from '@medplum/fhirtypes';
 import type { ConversionContext, Ref } from '../context.js';
 import { LOINC } from '../terminology.js';
-import { attr, child, pathOf, type XElement } from '../xml.js';
-import { identifiers, requiredConcept, statusOf } from './common.js';
+import { attr, child, children, pathOf, type XElement } from '../xml.js';
+import { actorRef, identifiers, requiredConcept, statusOf } from './common.js';
 import { own } from '../../util/own.js';
 
 const STATUS: Readonly<Record<string, DiagnosticReport['status']>> = {
@@ -26,6 +27,8 @@ const STATUS: Readonly<Record<string, DiagnosticReport['status']>> = {
   cancelled: 'cancelled',
   nullified: 'entered-in-error',
 };
+
+const INTERPRETERS = ['Practitioner', 'PractitionerRole', 'Organization'] as const;
 
 const LAB: CodeableConcept = { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/v2-0074', code: 'LAB', display: 'Laboratory' }] };
 
@@ -47,6 +50,9 @@ export function mapResultsReport(ctx: ConversionContext, act: XElement, parts: R
   if (parts.laboratory) r.category = [LAB];
   if (ctx.patient) r.subject = ctx.patient;
   if (ctx.encounter) r.encounter = ctx.encounter;
+  const validator = children(act, 'participant').find((p) => attr(p, 'typeCode') === 'AUTHEN');
+  const interpreter = actorRef(ctx, child(validator, 'participantRole'), INTERPRETERS);
+  if (interpreter) r.resultsInterpreter = [interpreter];
   if (parts.specimens.length) r.specimen = parts.specimens;
   r.result = parts.results;
   if (parts.comments.length) r.conclusion = parts.comments.join('\n');
