@@ -854,10 +854,15 @@ describe('observations → Observation', () => {
     });
     expect(all.every((o) => o.specimen?.reference === urlOf(m, specimen))).toBe(true);
     const report = one<DiagnosticReport>(m, 'DiagnosticReport');
-    expect(report.specimen).toEqual([{ reference: urlOf(m, specimen) }]);
+    expect(report).toMatchObject({
+      specimen: [{ reference: urlOf(m, specimen) }],
+      effectiveDateTime: '2024-01-04T07:35:00+01:00', // the specimen's collection
+      issued: '2024-01-04T11:20:00+01:00', // the validation (participant AUTHEN's time)
+    });
     // The biologist who validated (participant AUTHEN) interprets the results.
-    const role = m.ctx.resolve(report.resultsInterpreter?.[0] ?? {});
-    const biologist = role?.resourceType === 'PractitionerRole' ? m.ctx.resolve(role.practitioner ?? {}) : undefined;
+    const resolve = (ref: Reference | undefined): Resource | undefined => m.resources.find((r) => urlOf(m, r) === ref?.reference);
+    const role = resolve(report.resultsInterpreter?.[0]);
+    const biologist = role?.resourceType === 'PractitionerRole' ? resolve(role.practitioner) : undefined;
     expect(biologist).toMatchObject({ resourceType: 'Practitioner', name: [{ family: 'DE SANTS' }] });
     expect(m.codes).not.toContain('ENTRY_NOT_MAPPED');
     // The isolate: a panel whose value is the microorganism, its counts and susceptibilities as members.

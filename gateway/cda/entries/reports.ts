@@ -9,13 +9,17 @@
  *   its batteries and results (the top-level Observations) → result
  *   its specimen collections                                → specimen
  *   its comments (FR-Commentaire-ER: "Traitement immédiat") → conclusion (R4 has no note)
- *   participant AUTHEN (FR-Participant: the biologist who validated) → resultsInterpreter
+ *   participant AUTHEN (FR-Participant: the biologist who validated) → resultsInterpreter, and its
+ *     time (the validation) → issued, when it is a full instant
+ *   the one specimen's collection time                      → effectiveDateTime (the clinically
+ *     relevant time of a lab report)
  *
  * DiagnosticReport.code is required: without an act code or a section code it is stated absent.
  */
 import type { CodeableConcept, DiagnosticReport } from '@medplum/fhirtypes';
 import type { ConversionContext, Ref } from '../context.js';
 import { LOINC } from '../terminology.js';
+import { dateTime } from '../time.js';
 import { attr, child, children, pathOf, type XElement } from '../xml.js';
 import { actorRef, identifiers, requiredConcept, statusOf } from './common.js';
 import { own } from '../../util/own.js';
@@ -29,6 +33,8 @@ const STATUS: Readonly<Record<string, DiagnosticReport['status']>> = {
 };
 
 const INTERPRETERS = ['Practitioner', 'PractitionerRole', 'Organization'] as const;
+/** R4 instant: a time to the second with its zone. */
+const INSTANT = /T\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:\d\d)$/;
 
 const LAB: CodeableConcept = { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/v2-0074', code: 'LAB', display: 'Laboratory' }] };
 
@@ -50,7 +56,14 @@ export function mapResultsReport(ctx: ConversionContext, act: XElement, parts: R
   if (parts.laboratory) r.category = [LAB];
   if (ctx.patient) r.subject = ctx.patient;
   if (ctx.encounter) r.encounter = ctx.encounter;
+  const [specimen, ...others] = parts.specimens.map((ref) => ctx.resolve(ref));
+  const collected = specimen?.resourceType === 'Specimen' && !others.length ? specimen.collection?.collectedDateTime : undefined;
+  if (collected) r.effectiveDateTime = collected;
   const validator = children(act, 'participant').find((p) => attr(p, 'typeCode') === 'AUTHEN');
+  // FR-Participant writes the validation time as the interval's high bound.
+  const time = child(validator, 'time');
+  const validated = dateTime(ctx, time) ?? dateTime(ctx, child(time, 'high')) ?? dateTime(ctx, child(time, 'low'));
+  if (validated && INSTANT.test(validated)) r.issued = validated;
   const interpreter = actorRef(ctx, child(validator, 'participantRole'), INTERPRETERS);
   if (interpreter) r.resultsInterpreter = [interpreter];
   if (parts.specimens.length) r.specimen = parts.specimens;
