@@ -114,6 +114,11 @@ export function instant(ctx: ConversionContext, el: XElement | undefined): strin
   return el && v ? convert(ctx, el, v, 'instant') : undefined;
 }
 
+/** FHIR instant needs seconds and a zone: only a full dateTime qualifies (a converted one, unchanged). */
+export function toInstant(dt: string): string | undefined {
+  return /T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$/.test(dt) ? dt : undefined;
+}
+
 /** IVL_TS (low/high, or a single value / center) → Period. */
 export function period(ctx: ConversionContext, el: XElement | undefined): Period | undefined {
   if (!el) return undefined;

@@ -15,7 +15,7 @@
 import type { CodeableConcept, Observation, ObservationReferenceRange, Quantity, Range, Ratio } from '@medplum/fhirtypes';
 import type { ConversionContext, Ref } from '../context.js';
 import { concept, isNull, quantity } from '../datatypes.js';
-import { dateTime, effective, period } from '../time.js';
+import { dateTime, effective, period, toInstant } from '../time.js';
 import { attr, child, children, text, pathOf, type XElement } from '../xml.js';
 import {
   absentConcept, author, DAR_SYSTEM, commentText, describe, entryName, entryText, identifiers, isNegated, mood, notMapped, performers,
@@ -299,10 +299,6 @@ function absentFinding(ctx: ConversionContext, obs: XElement): CodeableConcept |
   return value && xsiType(value) !== 'ST' ? concept(ctx, value) : undefined;
 }
 
-/** FHIR instant needs seconds and a zone: only a full dateTime qualifies. */
-function toInstant(dt: string): string | undefined {
-  return /T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$/.test(dt) ? dt : undefined;
-}
 
 function mapRelationships(ctx: ConversionContext, obs: XElement, o: Observation, opts: ObservationOptions): Ref[] {
   const out: Ref[] = [];

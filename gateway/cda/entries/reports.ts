@@ -19,7 +19,7 @@
 import type { CodeableConcept, DiagnosticReport } from '@medplum/fhirtypes';
 import type { ConversionContext, Ref } from '../context.js';
 import { LOINC } from '../terminology.js';
-import { dateTime } from '../time.js';
+import { dateTime, toInstant } from '../time.js';
 import { attr, child, children, pathOf, type XElement } from '../xml.js';
 import { actorRef, identifiers, requiredConcept, statusOf } from './common.js';
 import { own } from '../../util/own.js';
@@ -33,8 +33,6 @@ const STATUS: Readonly<Record<string, DiagnosticReport['status']>> = {
 };
 
 const INTERPRETERS = ['Practitioner', 'PractitionerRole', 'Organization'] as const;
-/** R4 instant: a time to the second with its zone. */
-const INSTANT = /T\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:\d\d)$/;
 
 const LAB: CodeableConcept = { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/v2-0074', code: 'LAB', display: 'Laboratory' }] };
 
@@ -63,7 +61,8 @@ export function mapResultsReport(ctx: ConversionContext, act: XElement, parts: R
   // FR-Participant writes the validation time as the interval's high bound.
   const time = child(validator, 'time');
   const validated = dateTime(ctx, time) ?? dateTime(ctx, child(time, 'high')) ?? dateTime(ctx, child(time, 'low'));
-  if (validated && INSTANT.test(validated)) r.issued = validated;
+  const issued = validated && toInstant(validated);
+  if (issued) r.issued = issued;
   const interpreter = actorRef(ctx, child(validator, 'participantRole'), INTERPRETERS);
   if (interpreter) r.resultsInterpreter = [interpreter];
   if (parts.specimens.length) r.specimen = parts.specimens;
