@@ -165,6 +165,10 @@ export const ERROR_CATALOGUE = {
     http: 422, smtp: 554, mdn: 906, issueType: 'security', transient: false,
     message: "The signer's certificate does not chain to a configured trust anchor.",
   },
+  SMIME_CRL_OUT_OF_DATE: {
+    http: 503, smtp: 451, mdn: 906, issueType: 'exception', transient: true,
+    message: "The CRL of a CA in the signer's path is out of date, so revocation is unknown for now: retried until a current CRL is loaded.",
+  },
   SMIME_SIGNER_EXPIRED: {
     http: 422, smtp: 554, mdn: 906, issueType: 'security', transient: false,
     message: "The signer's certificate was not valid at signing time (expired or not yet valid).",

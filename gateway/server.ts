@@ -59,7 +59,7 @@ export async function start(config: Readonly<Config>, log: Logger = createLogger
 
   const { smime, createdPki } = config.store.storeOnly ? { smime: config.smime, createdPki: undefined } : await effectiveSmime(config);
   if (createdPki) log.info('development PKI created (not for production)', { dir: createdPki });
-  const mail = loadMailSecurity(smime);
+  const mail = loadMailSecurity(smime, log);
   const journal = await openJournal(config.database);
   const store = await openStore({ database: config.database, fhirBaseUrl: config.store.fhirBaseUrl, ...(config.store.fhirToken ? { fhirToken: config.store.fhirToken } : {}) });
   const metrics = createMetrics(journal);

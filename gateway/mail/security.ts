@@ -9,6 +9,7 @@ import { readFileSync } from 'node:fs';
 import type { Config } from '../config.js';
 import { PasserelleError } from '../errors.js';
 import type { MailSecurity } from '../pipeline/mail-stages.js';
+import type { Logger } from '../log.js';
 import { TrustStore, type Identity } from '../smime/index.js';
 
 function read(path: string): Buffer {
@@ -28,8 +29,14 @@ export function loadIdentity(certificate: string, privateKey: string): Identity 
   }
 }
 
-export function loadMailSecurity(smime: Config['smime']): MailSecurity {
+/** `log` hears of CRL files reloaded (or not) and of CRLs already out of date at start. */
+export function loadMailSecurity(smime: Config['smime'], log?: Logger): MailSecurity {
   const identity = smime.certificate && smime.privateKey ? loadIdentity(smime.certificate, smime.privateKey) : undefined;
-  const trust = smime.trustAnchors.length ? TrustStore.fromFiles(smime.trustAnchors, smime.crls) : undefined;
+  const trust = smime.trustAnchors.length
+    ? TrustStore.fromFiles(smime.trustAnchors, smime.crls, {
+      onCrlEvent: (e) => (e.kind === 'reloaded' ? log?.info('CRL file reloaded', { file: e.path, crls: e.crls }) : log?.warn('CRL file not reloaded, its last valid CRLs kept', { file: e.path, detail: e.detail })),
+    })
+    : undefined;
+  for (const stale of trust?.staleCrls() ?? []) log?.warn('CRL out of date: mail signed under its CA waits for a current one', { file: stale.path, nextUpdate: stale.nextUpdate?.toISOString() });
   return { identity, trust, policy: { requireSignature: smime.requireSignature, requireEncryption: smime.requireEncryption, plainDomains: smime.plainDomains } };
 }

@@ -9,14 +9,15 @@ import { X509Certificate } from 'node:crypto';
 import type { Entry } from '../../adapters/journal/port.js';
 import type { MailSender, SmtpEnvelope } from '../../adapters/smtp/port.js';
 import { buildDsn } from '../mail/dsn.js';
-import { buildMdn, readOriginalHeaders, signMdn, type OutgoingMail } from '../mail/mdn.js';
+import { buildMdn, mailboxes, readOriginalHeaders, signMdn, type OriginalHeaders, type OutgoingMail } from '../mail/mdn.js';
 import { parseHeader } from '../mail/mime.js';
 import { encryptMime } from '../mail/smime-wrap.js';
+import { rfc822Names } from '../smime/certificate.js';
 import type { Identity } from '../smime/index.js';
 import type { Stage } from './stages.js';
 
 export interface AckSettings {
-  /** The gateway's application mailbox: the MDN's From. */
+  /** The application mailbox to speak for when neither the envelope nor the identity names one. */
   address: string;
   /** Host name for DSN Reporting-MTA. */
   reportingMta: string;
@@ -36,6 +37,18 @@ function senderCertificate(entry: Entry): X509Certificate | undefined {
   }
 }
 
+/**
+ * The application mailbox the acknowledgement speaks for: the MDN's Final-Recipient (RFC 8098
+ * §3.2.4) and From, which a receiver compares with the MDN's signer (RFC 8550 §3). The address the
+ * message was delivered to — among several, the one the gateway's certificate names —, else the
+ * certificate's own address, else the configured one.
+ */
+function mailboxFor(rcpt: readonly string[], headers: OriginalHeaders, settings: AckSettings): string {
+  const named = settings.identity ? rfc822Names(settings.identity.certificate).map((n) => n.toLowerCase()) : [];
+  const delivered = rcpt.length ? rcpt : mailboxes(headers.to ?? '');
+  return delivered.find((a) => named.includes(a.toLowerCase())) ?? rcpt[0] ?? named[0] ?? settings.address;
+}
+
 /** The MDN or DSN due for a final mail entry, or undefined (none asked, none allowed, unreadable original). */
 export function acknowledgementFor(entry: Entry, raw: Buffer, settings: AckSettings): OutgoingMail | undefined {
   let root;
@@ -48,7 +61,10 @@ export function acknowledgementFor(entry: Entry, raw: Buffer, settings: AckSetti
   const headers = readOriginalHeaders(root, envelopeFrom);
   const ok = entry.state === 'delivered';
   const failure = { code: entry.errorCode ?? 'INTERNAL_ERROR', detail: entry.error ?? undefined } as const;
-  const mdn = buildMdn({ original: { headers, raw }, gateway: { address: settings.address, reportingUa: 'passerelle; passerelle' }, outcome: ok ? { ok: true } : { ok: false, ...failure } });
+  // SMTP RCPT TO, as the listener recorded it (none for IMAP and POST /messages).
+  const rcpt = Array.isArray(entry.meta.rcptTo) ? (entry.meta.rcptTo as unknown[]).filter((r): r is string => typeof r === 'string') : [];
+  const mailbox = mailboxFor(rcpt, headers, settings);
+  const mdn = buildMdn({ original: { headers, raw }, gateway: { address: mailbox, reportingUa: 'passerelle; passerelle' }, outcome: ok ? { ok: true } : { ok: false, ...failure } });
   if (mdn) {
     // Signed with the gateway's identity, then encrypted to the sender when its certificate is
     // known from its signature: the MDN carries the original message (RFC 8551 §3.6 signed then enveloped).
@@ -61,11 +77,10 @@ export function acknowledgementFor(entry: Entry, raw: Buffer, settings: AckSetti
     }
   }
   if (ok) return undefined;
-  const rcpt = Array.isArray(entry.meta.rcptTo) ? (entry.meta.rcptTo as unknown[]).filter((r): r is string => typeof r === 'string') : [];
-  const domain = settings.address.split('@')[1] ?? 'localhost';
+  const domain = mailbox.split('@')[1] ?? 'localhost';
   return buildDsn({
     original: { headers, raw },
-    envelope: { from: envelopeFrom ?? headers.returnPath ?? '', recipients: (rcpt.length ? rcpt : [settings.address]).map((address) => ({ address })) },
+    envelope: { from: envelopeFrom ?? headers.returnPath ?? '', recipients: (rcpt.length ? rcpt : [mailbox]).map((address) => ({ address })) },
     reportingMta: settings.reportingMta, postmaster: `MAILER-DAEMON@${domain}`, failure,
   });
 }

@@ -11,12 +11,15 @@ import { OID } from './oids.js';
 export interface Crl {
   /** The issuer Name, DER as encoded. */
   readonly issuer: Buffer;
-  /** The CA certificate whose key verified the CRL signature. */
-  readonly signer: X509Certificate;
   readonly thisUpdate: Date;
   readonly nextUpdate: Date | undefined;
   /** Revoked serials, unsigned magnitude in hex. */
   readonly revoked: ReadonlySet<string>;
+  /**
+   * §6.3.3 (f)/(g): true when `ca` issued this CRL — its subject is the CRL issuer, its keyUsage
+   * (when present) allows cRLSign, and its key verifies the signature. Remembered per CA.
+   */
+  signedBy(ca: X509Certificate): boolean;
 }
 
 /**
@@ -37,8 +40,8 @@ function checkExtensions(t: Tlv | undefined, understood: ReadonlySet<string>, wh
   }
 }
 
-/** Parses a DER CRL and verifies it was signed by one of `issuers`. Throws SMIME_MALFORMED. */
-export function parseCrl(der: Buffer, issuers: readonly X509Certificate[]): Crl {
+/** Parses a DER CRL (its signature is checked by `signedBy`, against the CA that will need it). Throws SMIME_MALFORMED. */
+export function parseCrl(der: Buffer): Crl {
   // §5.1: CertificateList ::= SEQUENCE { tbsCertList, signatureAlgorithm, signatureValue }
   const cl = new Fields(readRoot(der), 'CertificateList');
   const tbsTlv = cl.next(TAG.SEQUENCE, 'tbsCertList');
@@ -66,18 +69,23 @@ export function parseCrl(der: Buffer, issuers: readonly X509Certificate[]): Crl 
   checkExtensions(exts ? children(exts)[0] : undefined, UNDERSTOOD_CRL_EXTENSIONS, 'CRL');
   tbs.done();
 
-  // §6.3.3 (f)/(g): the CRL issuer's key verifies the signature; its keyUsage allows cRLSign.
   const scheme = signatureScheme(sigAlg, undefined, false);
-  const signer = issuers.find((ca) => {
-    const f = fieldsOf(ca);
-    const ku = f.extensions.get(OID.keyUsage);
-    if (!f.subject.equals(issuer) || (ku && !keyUsageBits(ku)(6))) return false;
-    try {
-      return verify(scheme.hash, raw(tbsTlv), { key: ca.publicKey, padding: scheme.padding, saltLength: scheme.saltLength }, signature);
-    } catch {
-      return false;
+  const tbsBytes = raw(tbsTlv);
+  const verdicts = new Map<string, boolean>();
+  const signedBy = (ca: X509Certificate): boolean => {
+    let verdict = verdicts.get(ca.fingerprint256);
+    if (verdict === undefined) {
+      const f = fieldsOf(ca);
+      const ku = f.extensions.get(OID.keyUsage);
+      try {
+        verdict = f.subject.equals(issuer) && !(ku && !keyUsageBits(ku)(6))
+          && verify(scheme.hash, tbsBytes, { key: ca.publicKey, padding: scheme.padding, saltLength: scheme.saltLength }, signature);
+      } catch {
+        verdict = false;
+      }
+      verdicts.set(ca.fingerprint256, verdict);
     }
-  });
-  if (!signer) throw malformed('CRL not signed by a configured trust anchor');
-  return { issuer, signer, thisUpdate, nextUpdate, revoked };
+    return verdict;
+  };
+  return { issuer, thisUpdate, nextUpdate, revoked, signedBy };
 }

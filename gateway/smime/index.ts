@@ -4,6 +4,6 @@
  */
 export { decryptEnveloped, type Identity } from './decrypt.js';
 export { verifySigned, type VerificationResult, type VerifiedSigner, type VerifyExpectation } from './verify.js';
-export { TrustStore, type TrustOptions } from './trust.js';
+export { TrustStore, type CrlEvent, type TrustOptions } from './trust.js';
 export { signDetached, SIGN_MICALG } from './sign.js';
 export { encryptEnveloped, type ContentEncryption, type EncryptOptions, type KeyTransportScheme } from './encrypt.js';

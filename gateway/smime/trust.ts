@@ -3,12 +3,25 @@
  * path building (RFC 5280 §6, simplified), validity at the signing time, revocation by CRL,
  * e-mail signing usage and address (RFC 8550 §3, §4.4).
  *
- * Simplifications, deliberate: every configured certificate is an anchor (IGC-Santé roots and
- * their intermediate CAs are configured together); no policy or name-constraint processing,
- * so a certificate carrying one of those as critical is refused rather than half-understood;
- * no pathLenConstraint (the chains are one or two CAs deep and all configured).
+ * A two-tier PKI such as IGC-Santé (a root, then issuing CAs that publish the CRLs) is configured
+ * with the root alone as anchor: the issuing CA comes from the signature's certificates, and its
+ * CRL is checked against its key when a message presents it. Configuring the issuing CA as an
+ * anchor too is allowed; the path then still goes up to the root among the anchors, so that the
+ * root's CRL (ARL), when configured, can revoke it.
+ *
+ * Revocation (§6.3): the signer's certificate needs a current CRL from its issuer (`requireCrl`);
+ * a CA certificate of the path is checked against its issuer's CRL when one is configured (as
+ * `openssl verify -crl_check` does, the ARL being optional). A CRL past its nextUpdate leaves the
+ * status unknown: SMIME_CRL_OUT_OF_DATE, a transient failure the pipeline retries, because CRL
+ * files are re-read when they change (checked at most every RELOAD_CHECK_MS, and at once when a
+ * CRL is missing or out of date); a file that no longer parses keeps its last valid CRLs, and an
+ * issuer's CRL is never replaced by an older one.
+ *
+ * Simplifications, deliberate: no policy or name-constraint processing, so a certificate carrying
+ * one of those as critical is refused rather than half-understood; no pathLenConstraint (the
+ * chains are one or two CAs deep); no indirect, partial or delta CRLs.
  */
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { X509Certificate } from 'node:crypto';
 import { PasserelleError, type ErrorCode } from '../errors.js';
 import { checkRsaKey } from './algorithms.js';
@@ -17,6 +30,8 @@ import { parseCrl, type Crl } from './crl.js';
 import { OID } from './oids.js';
 
 const MAX_CHAIN = 6;
+/** How often CRL files are looked at for a new version (inode, size, modification time), by default. */
+const RELOAD_CHECK_MS = 10_000;
 
 /** RFC 5280 §4.2: extensions this validation processes, and may therefore be critical. */
 const UNDERSTOOD_EXTENSIONS = new Set<string>([
@@ -27,6 +42,21 @@ const UNDERSTOOD_EXTENSIONS = new Set<string>([
 export interface TrustOptions {
   /** A signer whose issuer has no configured CRL is refused (default true: MSSanté requires CRL checks). */
   readonly requireCrl?: boolean;
+  /** Told when a CRL file is reloaded or cannot be (no patient data: paths and CA names only). */
+  readonly onCrlEvent?: (event: CrlEvent) => void;
+  /** How often CRL files are looked at when nothing is missing or out of date (default RELOAD_CHECK_MS). */
+  readonly crlCheckMs?: number;
+}
+
+export type CrlEvent =
+  | { readonly kind: 'reloaded'; readonly path: string; readonly crls: number }
+  | { readonly kind: 'reload-failed'; readonly path: string; readonly detail: string };
+
+/** One configured CRL file and what it held when last read successfully. */
+interface CrlFile {
+  readonly path: string;
+  version: string;
+  crls: readonly Crl[];
 }
 
 const fail = (code: ErrorCode, detail: string): PasserelleError => new PasserelleError(code, detail);
@@ -44,11 +74,45 @@ function readConfigFile(path: string): Buffer {
   }
 }
 
+/** What tells a new version of a file: its inode, size and modification time ('' when it cannot be read). */
+function versionOf(path: string): string {
+  try {
+    const st = statSync(path);
+    return `${st.ino}:${st.size}:${st.mtimeMs}`;
+  } catch {
+    return '';
+  }
+}
+
+/**
+ * The CRLs of one file (PEM, one or more, or DER). A CRL issued by an anchor must verify with
+ * it now; one issued by another CA is verified when a path brings that CA.
+ */
+function readCrlFile(path: string, anchors: readonly X509Certificate[]): Crl[] {
+  const bytes = readConfigFile(path);
+  const text = bytes.toString('latin1');
+  const ders = text.includes('-----BEGIN X509 CRL-----') ? pemBlocks(text, 'X509 CRL') : [bytes];
+  try {
+    return ders.map((der) => {
+      const crl = parseCrl(der);
+      const named = anchors.filter((a) => fieldsOf(a).subject.equals(crl.issuer));
+      if (named.length && !named.some((a) => crl.signedBy(a))) throw new Error('CRL not signed by the trust anchor it names as issuer');
+      return crl;
+    });
+  } catch (e) {
+    throw fail('CONFIG_INVALID', `${path}: ${(e as Error).message}`);
+  }
+}
+
+const outOfDate = (crl: Crl, now: Date): boolean => crl.thisUpdate > now || (crl.nextUpdate !== undefined && crl.nextUpdate < now);
+
 export class TrustStore {
+  private lastCheck = Date.now();
+
   private constructor(
     readonly anchors: readonly X509Certificate[],
-    readonly crls: readonly Crl[],
-    private readonly requireCrl: boolean,
+    private readonly files: readonly CrlFile[],
+    private readonly options: TrustOptions,
   ) {}
 
   /** Anchors: PEM files of one or more certificates. CRLs: PEM or DER files. Bad input is CONFIG_INVALID. */
@@ -63,23 +127,20 @@ export class TrustStore {
         throw fail('CONFIG_INVALID', `${path}: ${(e as Error).message}`);
       }
     });
-    const crls = crlFiles.flatMap((path) => {
-      const bytes = readConfigFile(path);
-      const text = bytes.toString('latin1');
-      const ders = text.includes('-----BEGIN X509 CRL-----') ? pemBlocks(text, 'X509 CRL') : [bytes];
-      try {
-        return ders.map((d) => parseCrl(d, anchors));
-      } catch (e) {
-        throw fail('CONFIG_INVALID', `${path}: ${(e as Error).message}`);
-      }
-    });
-    return new TrustStore(anchors, crls, options.requireCrl ?? true);
+    const files = crlFiles.map((path) => ({ path, version: versionOf(path), crls: readCrlFile(path, anchors) }));
+    return new TrustStore(anchors, files, options);
+  }
+
+  /** The CRLs held now. */
+  get crls(): Crl[] {
+    return this.files.flatMap((f) => f.crls);
   }
 
   /**
    * Builds and checks the path from `signer` to an anchor, using `pool` (the message's
    * certificates) for intermediates. `at` is the signing time (validity), `now` the time the
-   * CRLs must be current at. Throws SMIME_SIGNER_* or SMIME_ALGORITHM_REFUSED; returns the path.
+   * CRLs must be current at. Throws SMIME_SIGNER_*, SMIME_CRL_OUT_OF_DATE or
+   * SMIME_ALGORITHM_REFUSED; returns the path, signer first.
    */
   validate(signer: X509Certificate, pool: readonly X509Certificate[], at: Date, now: Date): X509Certificate[] {
     const path = this.buildPath(signer, pool);
@@ -95,7 +156,8 @@ export class TrustStore {
         throw fail('SMIME_SIGNER_EXPIRED', `${i === 0 ? 'signer' : 'CA'} certificate valid ${f.notBefore.toISOString()}–${f.notAfter.toISOString()}, not at ${at.toISOString()}`);
       }
     });
-    for (let i = 0; i < path.length - 1; i++) this.checkRevocation(path[i] as X509Certificate, now);
+    this.reload(false);
+    for (let i = 0; i < path.length - 1; i++) this.checkRevocation(path[i] as X509Certificate, path[i + 1] as X509Certificate, i === 0, now);
     return path;
   }
 
@@ -107,38 +169,73 @@ export class TrustStore {
         return false;
       }
     };
+    const isAnchor = (cert: X509Certificate): boolean => this.anchors.some((a) => a.fingerprint256 === cert.fingerprint256);
     const path = [signer];
     for (let cert = signer; path.length <= MAX_CHAIN;) {
-      if (this.anchors.some((a) => a.fingerprint256 === cert.fingerprint256)) return path;
-      const anchor = this.anchors.find((a) => issuedBy(cert, a));
-      if (anchor) return [...path, anchor];
-      const next = pool.find((c) => !path.includes(c) && issuedBy(cert, c));
-      if (!next) break;
+      // Among the anchors, go on up to the top one, so that every CA below it can be revocation-checked.
+      const next = isAnchor(cert)
+        ? this.anchors.find((a) => !path.includes(a) && a.fingerprint256 !== cert.fingerprint256 && issuedBy(cert, a))
+        : this.anchors.find((a) => !path.includes(a) && issuedBy(cert, a)) ?? pool.find((c) => !path.includes(c) && issuedBy(cert, c));
+      if (!next) {
+        if (isAnchor(cert)) return path;
+        break;
+      }
       path.push(next);
       cert = next;
     }
     throw fail('SMIME_SIGNER_NOT_TRUSTED', 'the signer certificate does not chain to a configured trust anchor');
   }
 
-  /** RFC 5280 §6.3, with complete CRLs only. An out-of-date CRL leaves the status unknown: refused. */
-  private checkRevocation(cert: X509Certificate, now: Date): void {
+  /** RFC 5280 §6.3, with complete CRLs only, each signed by the certificate's issuer (`ca`). */
+  private checkRevocation(cert: X509Certificate, ca: X509Certificate, required: boolean, now: Date): void {
     const f = fieldsOf(cert);
-    const crl = this.crls
-      .filter((c) => c.issuer.equals(f.issuer) && cert.checkIssued(c.signer))
-      .sort((a, b) => b.thisUpdate.getTime() - a.thisUpdate.getTime())[0];
-    if (!crl) {
-      if (this.requireCrl) throw fail('SMIME_SIGNER_NOT_TRUSTED', 'no CRL configured for the issuer: revocation status unknown');
+    const issuerCrls = (): Crl[] => this.crls
+      .filter((c) => c.issuer.equals(f.issuer) && c.signedBy(ca))
+      .sort((a, b) => b.thisUpdate.getTime() - a.thisUpdate.getTime());
+    let crls = issuerCrls();
+    if ((required || crls.length) && !crls.some((c) => !outOfDate(c, now))) {
+      this.reload(true); // an operator may have just put the new CRL in place
+      crls = issuerCrls();
+    }
+    const serial = f.serial.toString('hex');
+    // A revocation listed by any CRL of the issuer stands, even in an older or out-of-date one.
+    if (crls.some((c) => c.revoked.has(serial))) throw fail('SMIME_SIGNER_REVOKED', `${required ? 'signer' : 'CA'} certificate serial ${serial} is revoked`);
+    const newest = crls[0];
+    if (!newest) {
+      if (required && this.options.requireCrl !== false) throw fail('SMIME_SIGNER_NOT_TRUSTED', 'no CRL configured for the issuer: revocation status unknown');
       return;
     }
-    if (crl.revoked.has(f.serial.toString('hex'))) throw fail('SMIME_SIGNER_REVOKED', `certificate serial ${f.serial.toString('hex')} is revoked`);
-    if (crl.thisUpdate > now || (crl.nextUpdate && crl.nextUpdate < now)) {
-      throw fail('SMIME_SIGNER_NOT_TRUSTED', `the issuer's CRL is out of date (next update ${crl.nextUpdate?.toISOString() ?? '?'}): revocation status unknown`);
+    if (outOfDate(newest, now)) {
+      throw fail('SMIME_CRL_OUT_OF_DATE', `the CRL of ${ca.subject.split('\n').find((l) => l.startsWith('CN=')) ?? 'the issuer'} is out of date (next update ${newest.nextUpdate?.toISOString() ?? '?'}): revocation status unknown`);
     }
   }
 
-  /** For operators: CRLs that are out of date at `now`. */
-  staleCrls(now: Date = new Date()): Crl[] {
-    return this.crls.filter((c) => c.thisUpdate > now || (c.nextUpdate !== undefined && c.nextUpdate < now));
+  /**
+   * Re-reads the CRL files that changed since they were read; `force` looks now, else at most
+   * every `crlCheckMs`. A file that cannot be read or parsed keeps its last valid CRLs.
+   */
+  private reload(force: boolean): void {
+    const clock = Date.now();
+    if (!force && clock - this.lastCheck < (this.options.crlCheckMs ?? RELOAD_CHECK_MS)) return;
+    this.lastCheck = clock;
+    for (const file of this.files) {
+      const version = versionOf(file.path);
+      if (version === file.version) continue;
+      file.version = version;
+      try {
+        // An issuer's CRL is never replaced by an older one (a failed download, a restored backup).
+        const held = file.crls;
+        file.crls = readCrlFile(file.path, this.anchors).map((crl) => held.find((h) => h.issuer.equals(crl.issuer) && h.thisUpdate > crl.thisUpdate) ?? crl);
+        this.options.onCrlEvent?.({ kind: 'reloaded', path: file.path, crls: file.crls.length });
+      } catch (e) {
+        this.options.onCrlEvent?.({ kind: 'reload-failed', path: file.path, detail: (e as Error).message });
+      }
+    }
+  }
+
+  /** For operators: the CRLs out of date at `now`, with their file. */
+  staleCrls(now: Date = new Date()): { path: string; nextUpdate: Date | undefined }[] {
+    return this.files.flatMap((f) => f.crls.filter((c) => outOfDate(c, now)).map((c) => ({ path: f.path, nextUpdate: c.nextUpdate })));
   }
 }
 

@@ -1,6 +1,7 @@
 /**
  * The mail channel tried as an integrator would (issue "MSSanté mail channel", Done when): a gateway
- * process started with the integrator's own PKI — trust anchor, CRL, the gateway's key and
+ * process started with the integrator's own PKI — two tiers as IGC-Santé: a root as the only trust
+ * anchor, an issuing CA that travels in each signature and publishes the CRL, the gateway's key and
  * certificate, all made here by `openssl` — messages built by `openssl cms` from document variants
  * the project's fixtures never hold (other ids, another patient living elsewhere), sent by swaks
  * (Debian) over SMTP with STARTTLS and a read-receipt request. Every valid message's documents end
@@ -19,13 +20,14 @@ import { decodedHeader, parseMessage } from '../../gateway/mail/mime.js';
 import { insWithKey, withDocumentId, withPatient } from '../support/cda-variants.js';
 import { corpusDocument } from '../support/corpus.js';
 import { spawnGateway, type GatewayProcess } from '../support/gateway-process.js';
-import { testPki } from '../support/openssl-pki.js';
+import { testPki, yymmdd, type TestPki } from '../support/openssl-pki.js';
 import { CapturingRelay } from '../support/relay.js';
 import { settledEntry } from '../support/settled.js';
 import { metadataXml, xdm, type DocSpec } from '../support/xdm.js';
 
 const run = promisify(execFile);
-const YEAR = 365 * 86_400_000;
+const DAY = 86_400_000;
+const YEAR = 365 * DAY;
 const ADMIN = 'integrator-admin-token-0000001';
 const PTA_PARIS = 'integrator-pta-paris-token-0001';
 const PTA_LYON = 'integrator-pta-lyon-token-00001';
@@ -37,7 +39,11 @@ const MAILBOX = 'bal@passerelle.test';
  */
 const MAX_RSS_MB = 384;
 
+const root = testPki('passerelle-integrator-root-');
+/** The issuing CA, its CRL and its certificates. */
 const pki = testPki('passerelle-integrator-');
+/** Another issuing CA under the same root, whose CRL is out of date when the gateway starts. */
+const late = testPki('passerelle-integrator-late-');
 const dir = mkdtempSync(join(tmpdir(), 'passerelle-integrator-'));
 let gateway: GatewayProcess;
 let smtpPort: number;
@@ -46,7 +52,8 @@ let smtpPort: number;
 const relay = new CapturingRelay();
 
 beforeAll(async () => {
-  pki.init();
+  root.init({ name: 'Integrator Root CA' });
+  pki.init({ name: 'Integrator Issuing CA', issuedBy: root });
   const now = Date.now();
   pki.leaf('gateway', { email: MAILBOX, keyUsage: 'digitalSignature, keyEncipherment' });
   pki.leaf('clinique', { email: 'secretariat@clinique.test' });
@@ -55,6 +62,10 @@ beforeAll(async () => {
   pki.leaf('revoked', { email: 'revoked@clinique.test' });
   pki.openssl('ca', '-config', 'ca.cnf', '-revoke', 'revoked.pem', '-crl_reason', 'keyCompromise');
   pki.openssl('ca', '-config', 'ca.cnf', '-gencrl', '-out', 'crl.pem');
+  late.init({ name: 'Integrator Issuing CA 2', issuedBy: root, serial: '5000' });
+  late.leaf('ehpad', { email: 'infirmerie@ehpad.test' });
+  late.openssl('ca', '-config', 'ca.cnf', '-gencrl', '-out', 'crl.pem',
+    '-crl_lastupdate', yymmdd(new Date(now - 60 * DAY)), '-crl_nextupdate', yymmdd(new Date(now - 30 * DAY)));
   // A certificate of another authority, right in every other respect.
   pki.openssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'stranger.key', '-out', 'stranger.pem', '-subj', '/CN=stranger', '-days', '30',
     '-addext', 'subjectAltName=email:stranger@clinique.test', '-addext', 'extendedKeyUsage=emailProtection', '-addext', 'keyUsage=critical,digitalSignature');
@@ -66,10 +77,10 @@ beforeAll(async () => {
     smtp: { port: 0, domains: ['passerelle.test'], relay: { host: '127.0.0.1', port: relayPort } },
     dataDir: join(dir, 'data'),
     smime: {
-      certificate: pki.file('gateway.pem'), privateKey: pki.file('gateway.key'), trustAnchors: [pki.file('ca.pem')], crls: [pki.file('crl.pem')],
+      certificate: pki.file('gateway.pem'), privateKey: pki.file('gateway.key'), trustAnchors: [root.file('ca.pem')], crls: [pki.file('crl.pem'), late.file('crl.pem')],
       requireSignature: true, requireEncryption: true,
     },
-    pipeline: { pollMs: 50 },
+    pipeline: { pollMs: 50, retryBaseMs: 200, retryMaxMs: 1000 },
     clients: [
       { id: 'ops', token: ADMIN, role: 'admin' },
       { id: 'pta-paris', token: PTA_PARIS, role: 'pta', organization: '750990038' },
@@ -88,7 +99,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await gateway?.kill('SIGTERM');
   await relay.close();
-  pki.remove();
+  for (const p of [pki, late, root]) p.remove();
   rmSync(dir, { recursive: true, force: true });
 });
 
@@ -115,9 +126,10 @@ function entity(zip: Buffer): Buffer {
   ].join('\r\n'));
 }
 
-/** Signed by `signer` (its certificate and key in the PKI dir), then encrypted to the gateway, with the header of a read-receipt request. */
-function message(signer: string, from: string, zip: Buffer, cipher: Cipher = CBC_V15): Buffer {
-  const signed = pki.openssl('cms', '-sign', '-crlfeol', ...(cipher.detached ? [] : ['-nodetach']), '-signer', `${signer}.pem`, '-inkey', `${signer}.key`, '-in', pki.temp(entity(zip)));
+/** Signed by `signer` (its certificate and key in the PKI dir; the issuing CA's certificate included), then encrypted to the gateway, with the header of a read-receipt request. */
+function message(signer: string, from: string, zip: Buffer, cipher: Cipher = CBC_V15, ca: TestPki = pki): Buffer {
+  const chain = signer === 'stranger' ? [] : ['-certfile', 'ca.pem'];
+  const signed = ca.openssl('cms', '-sign', '-crlfeol', ...(cipher.detached ? [] : ['-nodetach']), '-signer', `${signer}.pem`, '-inkey', `${signer}.key`, ...chain, '-in', ca.temp(entity(zip)));
   const encrypted = pki.openssl('cms', '-encrypt', '-crlfeol', cipher.cipher, '-recip', 'gateway.pem', ...cipher.keyopt, '-in', pki.temp(signed));
   const header = [
     `From: ${from}`, `To: ${MAILBOX}`, 'Subject: XDM/1.0/DDM', `Message-ID: <${randomBytes(8).toString('hex')}@clinique.test>`,
@@ -217,7 +229,10 @@ describe('the mail channel, as an integrator tries it', () => {
     const mdns = await relay.to('secretariat@clinique.test', valid.length);
     expect(mdns).toHaveLength(valid.length);
     for (const mdn of mdns) {
+      // From the mailbox the message was sent to, which the gateway's certificate names (its signer).
+      expect(decodedHeader(parseMessage(mdn.raw), 'from')).toBe(MAILBOX);
       const text = pki.openssl('cms', '-decrypt', '-recip', 'clinique.pem', '-inkey', 'clinique.key', '-in', pki.temp(mdn.raw)).toString('utf8');
+      expect(text).toContain(`Final-Recipient: rfc822;${MAILBOX}`);
       expect(text).toContain('multipart/signed');
       expect(text).toContain('MDN-sent-automatically; processed');
       expect(text).not.toContain('Error:');
@@ -252,6 +267,27 @@ describe('the mail channel, as an integrator tries it', () => {
       expect(mdn.text, signer).toMatch(/MDN-sent-automatically; processed\/error/i);
       expect(mdn.text, signer).toMatch(/^Error: 906\^/m);
     }
+  }, 120_000);
+
+  it('keeps a message whose CRL is out of date waiting, and delivers it once a current CRL is in place', async () => {
+    const zip = zipOf(withDocumentId(CDA.bio, 'integrator-late-crl'), PARIS_PATIENT, '11502-2', 'CR d\'examens biologiques');
+    const from = 'infirmerie@ehpad.test';
+    const sent = await send(message('ehpad', from, zip, CBC_V15, late), from);
+    expect(sent.id, sent.output).toBeDefined();
+    const id = sent.id as string;
+    let view: (MessageView & { history: { outcome: string; errorCode?: string }[] }) | undefined;
+    for (let i = 0; i < 200 && !view?.history.some((h) => h.outcome === 'retry'); i++) {
+      await new Promise((r) => setTimeout(r, 50));
+      view = await api(`/messages/${id}`, ADMIN);
+    }
+    expect(view?.history.filter((h) => h.outcome === 'retry').map((h) => h.errorCode)).toContain('SMIME_CRL_OUT_OF_DATE');
+    expect(['quarantined', 'failed', 'delivered']).not.toContain(view?.state);
+    expect(gateway.logs.some((l) => String(l.msg).startsWith('CRL out of date') && l.file === late.file('crl.pem'))).toBe(true);
+
+    // The operator's cron puts the new CRL in place: the next attempt reads it.
+    late.openssl('ca', '-config', 'ca.cnf', '-gencrl', '-out', 'crl.pem');
+    expect(await settled(id)).toMatchObject({ state: 'delivered' });
+    expect(gateway.logs.some((l) => l.msg === 'CRL file reloaded' && l.file === late.file('crl.pem'))).toBe(true);
   }, 120_000);
 
   it('refuses a 50 MB message with 552 while it streams, and the gateway stays within bounded memory', async () => {

@@ -245,10 +245,10 @@ describe('hostile messages each get their code', () => {
     }
   });
 
-  it('CRLs: out of date or missing leaves revocation unknown → not trusted; a forged CRL is refused at load', () => {
+  it('CRLs: out of date → retried later, missing → not trusted; a forged CRL is refused at load', () => {
     const p7s = signP7s(CDA_MESSAGE, 'alice');
     const stale = TrustStore.fromFiles([file('ca.pem')], [file('stale-crl.pem')]);
-    expect(verifyFrom(p7s, ALICE, CDA_MESSAGE, stale)).toMatchObject({ ok: false, code: 'SMIME_SIGNER_NOT_TRUSTED' });
+    expect(verifyFrom(p7s, ALICE, CDA_MESSAGE, stale)).toMatchObject({ ok: false, code: 'SMIME_CRL_OUT_OF_DATE' });
     expect(stale.staleCrls()).toHaveLength(1);
     const none = TrustStore.fromFiles([file('ca.pem')], []);
     expect(verifyFrom(p7s, ALICE, CDA_MESSAGE, none)).toMatchObject({ ok: false, code: 'SMIME_SIGNER_NOT_TRUSTED' });

@@ -49,9 +49,17 @@ export interface LeafOptions {
   notAfter?: Date;
 }
 
+export interface CaOptions {
+  serial?: string;
+  /** The CA's common name (default "Test IGC CA"). */
+  name?: string;
+  /** An intermediate CA: its certificate is issued by this PKI's CA instead of self-signed. */
+  issuedBy?: TestPki;
+}
+
 export interface TestPki {
   /** Creates the temp dir and the CA (ca.pem, ca.key, ca.cnf); call in beforeAll. */
-  init(options?: { serial?: string }): void;
+  init(options?: CaOptions): void;
   /** Removes the temp dir; call in afterAll. */
   remove(): void;
   /** The path of a file in the PKI's dir. */
@@ -84,8 +92,18 @@ export function testPki(prefix: string): TestPki {
       writeFileSync(file('ca.cnf'), CA_CONF);
       writeFileSync(file('index.txt'), '');
       writeFileSync(file('serial'), `${options.serial ?? '1000'}\n`);
-      openssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'ca.key', '-out', 'ca.pem', '-subj', '/CN=Test IGC CA', '-days', '3650',
-        '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign');
+      const subject = `/CN=${options.name ?? 'Test IGC CA'}`;
+      if (!options.issuedBy) {
+        openssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'ca.key', '-out', 'ca.pem', '-subj', subject, '-days', '3650',
+          '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign');
+        return;
+      }
+      const issuer = options.issuedBy;
+      const csr = issuer.temp(openssl('req', '-new', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'ca.key', '-subj', subject));
+      const ext = issuer.temp(['basicConstraints = critical, CA:TRUE', 'keyUsage = critical, keyCertSign, cRLSign', 'subjectKeyIdentifier = hash', 'authorityKeyIdentifier = keyid'].join('\n'));
+      const out = issuer.temp('');
+      issuer.openssl('ca', '-batch', '-config', 'ca.cnf', '-notext', '-in', csr, '-out', out, '-extfile', ext, '-days', '1825');
+      writeFileSync(file('ca.pem'), readFileSync(out));
     },
     remove() {
       if (dir) rmSync(dir, { recursive: true, force: true });
