@@ -921,6 +921,20 @@ describe('checklist narratives: the answer cell an entry points to never names t
     expect(of<Immunization>(m, 'Immunization').map((i) => i.vaccineCode.text)).toEqual(['1ère dose — Vaccin contre la coqueluche', '1ère dose — Vaccin contre l\'hépatite B']);
   });
 
+  it('a result whose originalText points at its own value cell keeps the coded name, not the value', () => {
+    const cells = `<table><tbody><tr><td>Glycémie à jeun</td><td><content ID="g1">4,89 mmol/L</content></td></tr>
+      <tr><td><content ID="g2">Glucose à jeun</content></td><td>0.88 g/L</td></tr></tbody></table>`;
+    const result = (ref: string, code: string, value: string, unit: string): string => `<entry><observation classCode="OBS" moodCode="EVN">
+      <templateId root="1.3.6.1.4.1.19376.1.3.1.6"/><code code="${code}" codeSystem="2.16.840.1.113883.6.1" displayName="Glucose [${unit}]">
+      <originalText><reference value="#${ref}"/></originalText></code><statusCode code="completed"/>
+      <value xsi:type="PQ" value="${value}" unit="${unit}"/></observation></entry>`;
+    const m = mapSection('18719-5', result('g1', '40193-5', '4.89', 'mmol/L') + result('g2', '53049-3', '0.88', 'g/L'), cells);
+    expect(of<Observation>(m, 'Observation').map((o) => o.code)).toEqual([
+      { coding: [{ system: 'http://loinc.org', code: '40193-5', display: 'Glucose [mmol/L]' }] },
+      { coding: [{ system: 'http://loinc.org', code: '53049-3', display: 'Glucose [g/L]' }], text: 'Glucose à jeun' },
+    ]);
+  });
+
   it('a planned activity keeps the answer in its description', () => {
     const m = mapSection('18776-5', `<entry><encounter classCode="ENC" moodCode="ARQ"><templateId root="1.3.6.1.4.1.19376.1.5.3.1.4.14"/>
       <code code="AMB" codeSystem="2.16.840.1.113883.5.4" displayName="Ambulatoire"/><text><reference value="#q2"/></text></encounter></entry>`, table);

@@ -272,6 +272,9 @@ export function mapObservation(ctx: ConversionContext, obs: XElement, opts: Obse
   }
   if (absent) o.valueCodeableConcept = { coding: [ABSENT] };
   else if (values[0]) Object.assign(o, observationValue(ctx, values[0], opts.sectionCode));
+  // A result table's originalText often points at the result's own cell ("4.89 mmol/L"): that
+  // restates the value, it does not name the test — the coding's display does.
+  if (o.code.coding?.length && o.code.text !== undefined && o.valueQuantity && restatesQuantity(o.code.text, o.valueQuantity)) delete o.code.text;
 
   const interpretation = children(obs, 'interpretationCode').map((c) => concept(ctx, c)).filter((c) => c !== undefined);
   if (interpretation.length) o.interpretation = interpretation;
@@ -285,6 +288,12 @@ export function mapObservation(ctx: ConversionContext, obs: XElement, opts: Obse
   const ref = ctx.add(o, pathOf(obs));
   const nested = mapRelationships(ctx, obs, o, opts);
   return [ref, ...nested];
+}
+
+/** "4.89 mmol/L", "< 0,5", "12 %": the quantity's number, then at most its unit (or one unit-like word). */
+function restatesQuantity(text: string, q: Quantity): boolean {
+  const m = /^\s*(?:[<>≤≥]=?\s*)?([+-]?\d+(?:[.,]\d+)?)\s*(\S*)\s*$/.exec(text);
+  return m !== null && Number((m[1] as string).replace(',', '.')) === q.value && (m[2] === '' || !/^\d/.test(m[2] as string));
 }
 
 /** SNOMED CT 2667000 |Absent (qualifier value)|: the value of an observation of an absent finding. */
