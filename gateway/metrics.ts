@@ -1,11 +1,12 @@
 /**
  * Prometheus metrics (text exposition format at /metrics): entries per journal state, stage
- * latency histograms, SRIR and ROR call outcomes, HTTP requests. One registry per gateway
+ * latency histograms, SRIR and ROR call outcomes, HTTP requests, CRL expiry. One registry per gateway
  * instance so tests can build several apps in one process.
  */
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { EntryState, Journal } from '../adapters/journal/port.js';
 import { ENTRY_STATES } from '../adapters/journal/port.js';
+import type { TrustStore } from './smime/index.js';
 
 export interface Metrics {
   registry: Registry;
@@ -14,7 +15,8 @@ export interface Metrics {
   httpRequests: Counter<'method' | 'route' | 'status'>;
 }
 
-export function createMetrics(journal: Journal): Metrics {
+/** `trust`: the S/MIME trust store, whose CRL files are watched by `passerelle_crl_next_update_timestamp_seconds`. */
+export function createMetrics(journal: Journal, trust?: TrustStore): Metrics {
   const registry = new Registry();
   new Gauge({
     name: 'passerelle_entries',
@@ -26,6 +28,18 @@ export function createMetrics(journal: Journal): Metrics {
       for (const state of ENTRY_STATES) this.set({ state }, counts[state]);
     },
   });
+  if (trust) {
+    new Gauge({
+      name: 'passerelle_crl_next_update_timestamp_seconds',
+      help: 'Earliest nextUpdate of the CRLs of each configured CRL file (Unix time): alert before it passes',
+      labelNames: ['file'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const { path, nextUpdate } of trust.crlFiles()) if (nextUpdate) this.set({ file: path }, nextUpdate.getTime() / 1000);
+      },
+    });
+  }
   return {
     registry,
     stageSeconds: new Histogram({

@@ -62,7 +62,7 @@ export async function start(config: Readonly<Config>, log: Logger = createLogger
   const mail = loadMailSecurity(smime, log);
   const journal = await openJournal(config.database);
   const store = await openStore({ database: config.database, fhirBaseUrl: config.store.fhirBaseUrl, ...(config.store.fhirToken ? { fhirToken: config.store.fhirToken } : {}) });
-  const metrics = createMetrics(journal);
+  const metrics = createMetrics(journal, mail.trust);
   let pipeline: Pipeline | undefined;
   /** Every door calls this after a commit: the local pipeline looks at once. */
   const wake = (): void => pipeline?.notify();

@@ -233,6 +233,18 @@ export class TrustStore {
     }
   }
 
+  /**
+   * For monitoring: each CRL file (looked at again if due) and the earliest nextUpdate of the
+   * CRLs it holds — the time by which a new one must be in place.
+   */
+  crlFiles(): { path: string; nextUpdate: Date | undefined }[] {
+    this.reload(false);
+    return this.files.map((f) => {
+      const times = f.crls.map((c) => c.nextUpdate?.getTime()).filter((t): t is number => t !== undefined);
+      return { path: f.path, nextUpdate: times.length ? new Date(Math.min(...times)) : undefined };
+    });
+  }
+
   /** For operators: the CRLs out of date at `now`, with their file. */
   staleCrls(now: Date = new Date()): { path: string; nextUpdate: Date | undefined }[] {
     return this.files.flatMap((f) => f.crls.filter((c) => outOfDate(c, now)).map((c) => ({ path: f.path, nextUpdate: c.nextUpdate })));

@@ -284,9 +284,18 @@ describe('the mail channel, as an integrator tries it', () => {
     expect(['quarantined', 'failed', 'delivered']).not.toContain(view?.state);
     expect(gateway.logs.some((l) => String(l.msg).startsWith('CRL out of date') && l.file === late.file('crl.pem'))).toBe(true);
 
+    // What monitoring sees: this file's nextUpdate in the past.
+    const crlGauge = async (): Promise<number> => {
+      const text = await (await fetch(`${gateway.url}/metrics`)).text();
+      const line = text.split('\n').find((l) => l.startsWith(`passerelle_crl_next_update_timestamp_seconds{file="${late.file('crl.pem')}"}`));
+      return Number(line?.split(' ').at(-1));
+    };
+    expect(await crlGauge()).toBeLessThan(Date.now() / 1000);
+
     // The operator's cron puts the new CRL in place: the next attempt reads it.
     late.openssl('ca', '-config', 'ca.cnf', '-gencrl', '-out', 'crl.pem');
     expect(await settled(id)).toMatchObject({ state: 'delivered' });
+    expect(await crlGauge()).toBeGreaterThan(Date.now() / 1000);
     expect(gateway.logs.some((l) => l.msg === 'CRL file reloaded' && l.file === late.file('crl.pem'))).toBe(true);
   }, 120_000);
 
