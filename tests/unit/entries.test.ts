@@ -298,6 +298,21 @@ describe('problems → Condition', () => {
     ]);
     expect(m.diagnostics.filter((d) => d.includes('stated absent as the cause of a problem'))).toHaveLength(1);
   });
+
+  it('a simple observation about the problem (SUBJ, SPRT) is an Observation the Condition cites as evidence', () => {
+    const about = (typeCode: string, code: string, value: string): string => `<entryRelationship typeCode="${typeCode}"><observation classCode="OBS" moodCode="EVN">
+      <templateId root="1.3.6.1.4.1.19376.1.5.3.1.4.13"/><templateId root="1.2.250.1.213.1.1.3.48"/>
+      <code code="${code}" displayName="observation ${code}" codeSystem="1.2.250.1.213.1.1.4.322"/><statusCode code="completed"/>${value}</observation></entryRelationship>`;
+    const m = mapSection('11348-0', concern('active', problem(
+      about('SUBJ', 'ORG-087', '<value xsi:type="INT" value="1"/>') + about('SPRT', 'ORG-099', '<value xsi:type="PQ" value="3" unit="d"/>'),
+    )));
+    expectValid(m);
+    const c = one<Condition>(m, 'Condition');
+    const observations = of<Observation>(m, 'Observation');
+    expect(observations.map((o) => [o.code.coding?.[0]?.code, o.valueInteger ?? o.valueQuantity?.value])).toEqual([['ORG-087', 1], ['ORG-099', 3]]);
+    expect(c.evidence).toEqual(observations.map((o) => ({ detail: [{ reference: urlOf(m, o) }] })));
+    expect(m.diagnostics.filter((d) => d.includes('related to a problem'))).toEqual([]);
+  });
 });
 
 // ---------------------------------------------------------------- allergies

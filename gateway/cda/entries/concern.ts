@@ -77,7 +77,7 @@ export function isProblemStatus(obs: XElement): boolean {
 }
 
 /** FR-Certitude: how certain a problem or an allergy is (read by verification()). */
-function isCertainty(obs: XElement): boolean {
+export function isCertainty(obs: XElement): boolean {
   return templates(obs).includes(CERTAINTY_TEMPLATE) || attr(child(obs, 'code'), 'code') === '66455-7';
 }
 

@@ -12,7 +12,9 @@
  * A cause of the problem (entryRelationship CAUS, as the CSE 2024 write the circumstances of an
  * accident: "Choc traumatique: non, Autre accident domestique: oui") becomes the R4 extension
  * condition-dueTo with the cause's code; a cause stated absent (BL false, negationInd) has no R4
- * form and is reported.
+ * form and is reported. An observation about the problem (entryRelationship SUBJ or SPRT, an IHE
+ * PCC Simple Observation such as the CSE's "Nombre d'hospitalisations: 1" under "Hospitalisations
+ * depuis le 9ème mois") becomes an Observation the Condition cites as evidence (evidence.detail).
  */
 import type { Condition } from '@medplum/fhirtypes';
 import type { ConversionContext, Ref } from '../context.js';
@@ -20,14 +22,17 @@ import { concept } from '../datatypes.js';
 import { dateTime } from '../time.js';
 import { attr, child, children, pathOf, type XElement } from '../xml.js';
 import {
-  absent, author, commentText, describe, entryName, identifiers, isNegated, mood, notMapped, pointInTime, statementOf, xsiType,
+  absent, author, commentText, describe, entryName, identifiers, isNegated, mood, notMapped, pointInTime, statementOf, templates, xsiType,
 } from './common.js';
-import { certainty, clinicalStatus, codeable, concernParts, isConcernAct, isProblemStatus, isSeverity, verification } from './concern.js';
+import { certainty, clinicalStatus, codeable, concernParts, isCertainty, isConcernAct, isProblemStatus, isSeverity, verification } from './concern.js';
+import { mapObservation } from './observations.js';
 
 const CLINICAL = 'http://terminology.hl7.org/CodeSystem/condition-clinical';
 const VERIFICATION = 'http://terminology.hl7.org/CodeSystem/condition-ver-status';
 const CATEGORY = 'http://terminology.hl7.org/CodeSystem/condition-category';
 const DUE_TO = 'http://hl7.org/fhir/StructureDefinition/condition-dueTo';
+/** IHE PCC Simple Observation, CI-SIS FR-Simple-Observation. */
+const SIMPLE_OBSERVATION_TEMPLATES = ['1.3.6.1.4.1.19376.1.5.3.1.4.13', '1.2.250.1.213.1.1.3.48'];
 const ACTORS = ['Practitioner', 'PractitionerRole', 'Patient', 'RelatedPerson'] as const;
 
 /** The SNOMED CT kinds of problem of JDV_TypeProbleme / IHE PCC problem codes: they type, they do not name. */
@@ -106,18 +111,25 @@ function mapCondition(ctx: ConversionContext, concern: XElement | undefined, obs
     c.asserter = recorder;
   }
 
+  const evidence: Ref[] = [];
   for (const rel of children(obs, 'entryRelationship')) {
     const st = statementOf(rel);
     if (!st) continue;
+    const typeCode = attr(rel, 'typeCode');
     const note = commentText(ctx, st);
     if (note) (c.note ??= []).push({ text: note });
     else if (st.name === 'observation' && isProblemStatus(st)) continue; // read by clinicalStatus()
     else if (certainty(st)) continue; // read by verification()
     else if (st.name === 'observation' && isSeverity(st) && concept(ctx, child(st, 'value'))) c.severity = concept(ctx, child(st, 'value'));
-    else if (st.name === 'observation' && attr(rel, 'typeCode') === 'CAUS') addCause(ctx, c, st, sectionCode);
-    else notMapped(ctx, `${describe(st)} related to a problem`, sectionCode, st);
+    else if (st.name === 'observation' && typeCode === 'CAUS') addCause(ctx, c, st, sectionCode);
+    else if (st.name === 'observation' && (typeCode === 'SUBJ' || typeCode === 'SPRT') && !isCertainty(st) && !isSeverity(st)
+      && templates(st).some((t) => SIMPLE_OBSERVATION_TEMPLATES.includes(t))) {
+      const refs = mapObservation(ctx, st, { sectionCode });
+      if (refs[0]) (c.evidence ??= []).push({ detail: [refs[0]] });
+      evidence.push(...refs);
+    } else notMapped(ctx, `${describe(st)} related to a problem`, sectionCode, st);
   }
-  return [ctx.add(c, pathOf(obs))];
+  return [ctx.add(c, pathOf(obs)), ...evidence];
 }
 
 /** A cause (CAUS) → condition-dueTo; stated absent (negationInd, or a boolean value false) it has no R4 form. */
