@@ -80,7 +80,10 @@ export function originalText(ctx: ConversionContext, el: XElement | undefined): 
   const ot = child(el, 'originalText');
   if (!ot) return undefined;
   const target = referenced(ctx, ot);
-  return target ? namingText(target) : text(ot);
+  if (target) return namingText(target);
+  // Written in place (or after a reference that resolves nowhere): a placeholder such as "-" says nothing.
+  const own = text(ot);
+  return own !== undefined && /[\p{L}\p{N}]/u.test(own) ? own : undefined;
 }
 
 /** The narrative element a `<reference value="#id"/>` child points to. */

@@ -936,6 +936,14 @@ describe('checklist narratives: the answer cell an entry points to never names t
     expect(of<Immunization>(m, 'Immunization').map((i) => i.vaccineCode.text)).toEqual(['1ère dose — Vaccin contre la coqueluche', '1ère dose — Vaccin contre l\'hépatite B']);
   });
 
+  it('an originalText that is only a placeholder ("-", after a reference resolving nowhere) names nothing', () => {
+    const m = mapSection('11348-0', `<entry><observation classCode="OBS" moodCode="EVN"><templateId root="1.3.6.1.4.1.19376.1.5.3.1.4.5"/>
+      <code code="282291009" codeSystem="2.16.840.1.113883.6.96"/><statusCode code="completed"/>
+      <value xsi:type="CD" code="GEN-092.01.13" codeSystem="1.2.250.1.213.1.1.4.322" displayName="Autre(s) accident(s) domestique(s)">
+      <originalText><reference value="nowhere"/>-</originalText></value></observation></entry>`);
+    expect(one<Condition>(m, 'Condition').code).toEqual({ coding: [{ system: 'urn:oid:1.2.250.1.213.1.1.4.322', code: 'GEN-092.01.13', display: 'Autre(s) accident(s) domestique(s)' }] });
+  });
+
   it('a result whose originalText points at its own value cell keeps the coded name, not the value', () => {
     const cells = `<table><tbody><tr><td>Glycémie à jeun</td><td><content ID="g1">4,89 mmol/L</content></td></tr>
       <tr><td><content ID="g2">Glucose à jeun</content></td><td>0.88 g/L</td></tr></tbody></table>`;
