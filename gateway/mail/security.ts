@@ -34,7 +34,12 @@ export function loadMailSecurity(smime: Config['smime'], log?: Logger): MailSecu
   const identity = smime.certificate && smime.privateKey ? loadIdentity(smime.certificate, smime.privateKey) : undefined;
   const trust = smime.trustAnchors.length
     ? TrustStore.fromFiles(smime.trustAnchors, smime.crls, {
-      onCrlEvent: (e) => (e.kind === 'reloaded' ? log?.info('CRL file reloaded', { file: e.path, crls: e.crls }) : log?.warn('CRL file not reloaded, its last valid CRLs kept', { file: e.path, detail: e.detail })),
+      onCrlEvent: (e) => {
+        if (e.kind === 'reloaded') log?.info('CRL file reloaded', { file: e.path, crls: e.crls });
+        else if (e.kind === 'older-kept-newer') log?.warn('CRL file holds an older CRL than the one in use: the newer one kept', { file: e.path });
+        else if (e.kind === 'reload-failed') log?.warn('CRL file not reloaded, its last valid CRLs kept', { file: e.path, detail: e.detail });
+        else log?.warn('CRL out of date: mail signed under its CA waits for a current one', { file: e.path, nextUpdate: e.nextUpdate?.toISOString() });
+      },
     })
     : undefined;
   for (const stale of trust?.staleCrls() ?? []) log?.warn('CRL out of date: mail signed under its CA waits for a current one', { file: stale.path, nextUpdate: stale.nextUpdate?.toISOString() });

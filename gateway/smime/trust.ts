@@ -13,9 +13,10 @@
  * a CA certificate of the path is checked against its issuer's CRL when one is configured (as
  * `openssl verify -crl_check` does, the ARL being optional). A CRL past its nextUpdate leaves the
  * status unknown: SMIME_CRL_OUT_OF_DATE, a transient failure the pipeline retries, because CRL
- * files are re-read when they change (checked at most every RELOAD_CHECK_MS, and at once when a
- * CRL is missing or out of date); a file that no longer parses keeps its last valid CRLs, and an
- * issuer's CRL is never replaced by an older one.
+ * files are re-read when they change — looked at when a signature is checked or the metrics are
+ * read, at most every RELOAD_CHECK_MS, and at once when a CRL is missing or out of date; a file
+ * that no longer parses keeps its last valid CRLs, and an issuer's CRL is never replaced by an
+ * older one.
  *
  * Simplifications, deliberate: no policy or name-constraint processing, so a certificate carrying
  * one of those as critical is refused rather than half-understood; no pathLenConstraint (the
@@ -50,7 +51,11 @@ export interface TrustOptions {
 
 export type CrlEvent =
   | { readonly kind: 'reloaded'; readonly path: string; readonly crls: number }
-  | { readonly kind: 'reload-failed'; readonly path: string; readonly detail: string };
+  /** The file holds an older CRL of an issuer than the one in use: the newer one is kept. */
+  | { readonly kind: 'older-kept-newer'; readonly path: string }
+  | { readonly kind: 'reload-failed'; readonly path: string; readonly detail: string }
+  /** A CRL in use has passed its nextUpdate (told once per CRL): mail under its CA waits. */
+  | { readonly kind: 'out-of-date'; readonly path: string; readonly nextUpdate: Date | undefined };
 
 /** One configured CRL file and what it held when last read successfully. */
 interface CrlFile {
@@ -108,6 +113,8 @@ const outOfDate = (crl: Crl, now: Date): boolean => crl.thisUpdate > now || (crl
 
 export class TrustStore {
   private lastCheck = Date.now();
+  /** The CRLs already told out of date (CrlEvent 'out-of-date'). */
+  private readonly toldOutOfDate = new WeakSet<Crl>();
 
   private constructor(
     readonly anchors: readonly X509Certificate[],
@@ -206,6 +213,11 @@ export class TrustStore {
       return;
     }
     if (outOfDate(newest, now)) {
+      if (!this.toldOutOfDate.has(newest)) {
+        this.toldOutOfDate.add(newest);
+        const file = this.files.find((f) => f.crls.includes(newest));
+        if (file) this.options.onCrlEvent?.({ kind: 'out-of-date', path: file.path, nextUpdate: newest.nextUpdate });
+      }
       throw fail('SMIME_CRL_OUT_OF_DATE', `the CRL of ${ca.subject.split('\n').find((l) => l.startsWith('CN=')) ?? 'the issuer'} is out of date (next update ${newest.nextUpdate?.toISOString() ?? '?'}): revocation status unknown`);
     }
   }
@@ -225,8 +237,10 @@ export class TrustStore {
       try {
         // An issuer's CRL is never replaced by an older one (a failed download, a restored backup).
         const held = file.crls;
-        file.crls = readCrlFile(file.path, this.anchors).map((crl) => held.find((h) => h.issuer.equals(crl.issuer) && h.thisUpdate > crl.thisUpdate) ?? crl);
-        this.options.onCrlEvent?.({ kind: 'reloaded', path: file.path, crls: file.crls.length });
+        const read = readCrlFile(file.path, this.anchors);
+        file.crls = read.map((crl) => held.find((h) => h.issuer.equals(crl.issuer) && h.thisUpdate > crl.thisUpdate) ?? crl);
+        const olderKept = file.crls.some((crl, i) => crl !== read[i]);
+        this.options.onCrlEvent?.(olderKept ? { kind: 'older-kept-newer', path: file.path } : { kind: 'reloaded', path: file.path, crls: file.crls.length });
       } catch (e) {
         this.options.onCrlEvent?.({ kind: 'reload-failed', path: file.path, detail: (e as Error).message });
       }
