@@ -19,7 +19,7 @@ import type { Stage } from './stages.js';
 export interface AckSettings {
   /** The application mailbox to speak for when neither the envelope nor the identity names one. */
   address: string;
-  /** Host name for DSN Reporting-MTA. */
+  /** Host name: the DSN's Reporting-MTA, the MDN's Reporting-UA (RFC 8098 §3.2.1 ua-name). */
   reportingMta: string;
   /** Signs MDNs (RFC 8551 multipart/signed) when present. */
   identity: Identity | undefined;
@@ -64,7 +64,7 @@ export function acknowledgementFor(entry: Entry, raw: Buffer, settings: AckSetti
   // SMTP RCPT TO, as the listener recorded it (none for IMAP and POST /messages).
   const rcpt = Array.isArray(entry.meta.rcptTo) ? (entry.meta.rcptTo as unknown[]).filter((r): r is string => typeof r === 'string') : [];
   const mailbox = mailboxFor(rcpt, headers, settings);
-  const mdn = buildMdn({ original: { headers, raw }, gateway: { address: mailbox, reportingUa: 'passerelle; passerelle' }, outcome: ok ? { ok: true } : { ok: false, ...failure } });
+  const mdn = buildMdn({ original: { headers, raw }, gateway: { address: mailbox, reportingUa: `${settings.reportingMta}; passerelle` }, outcome: ok ? { ok: true } : { ok: false, ...failure } });
   if (mdn) {
     // Signed with the gateway's identity, then encrypted to the sender when its certificate is
     // known from its signature: the MDN carries the original message (RFC 8551 §3.6 signed then enveloped).

@@ -12,7 +12,7 @@
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -233,6 +233,7 @@ describe('the mail channel, as an integrator tries it', () => {
       expect(decodedHeader(parseMessage(mdn.raw), 'from')).toBe(MAILBOX);
       const text = pki.openssl('cms', '-decrypt', '-recip', 'clinique.pem', '-inkey', 'clinique.key', '-in', pki.temp(mdn.raw)).toString('utf8');
       expect(text).toContain(`Final-Recipient: rfc822;${MAILBOX}`);
+      expect(text).toContain(`Reporting-UA: ${hostname()}; passerelle`); // RFC 8098 §3.2.1: ua-name; ua-product
       expect(text).toContain('multipart/signed');
       expect(text).toContain('MDN-sent-automatically; processed');
       expect(text).not.toContain('Error:');
