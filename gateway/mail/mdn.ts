@@ -185,7 +185,12 @@ export interface MdnOptions {
 export interface MdnInput {
   readonly original: { readonly headers: OriginalHeaders; readonly raw: Buffer };
   /** The application mailbox (BAL applicative) the MDN is produced for, and the RFC 8098 §3.2.1 `ua-name; ua-product`. */
-  readonly gateway: { readonly address: string; readonly reportingUa: string };
+  readonly gateway: {
+    readonly address: string;
+    readonly reportingUa: string;
+    /** The MDN's From when it is not `address`: the address of the certificate that signs the MDN. */
+    readonly from?: string;
+  };
   readonly outcome: MdnOutcome;
   readonly options?: MdnOptions;
 }
@@ -239,7 +244,7 @@ export function buildMdn(input: MdnInput): OutgoingMail | undefined {
   const raw = assemble({
     headers: [
       `Date: ${rfc5322Date(input.options?.date ?? new Date())}`,
-      `From: ${oneLine(address)}`,
+      `From: ${oneLine(input.gateway.from ?? address)}`,
       `To: ${decision.to}`,
       encodedHeader('Subject', ans === undefined ? subject : koSubject(ans.code, subject)),
       `Message-ID: ${input.options?.messageId ?? newMessageId(address)}`,

@@ -38,15 +38,18 @@ function senderCertificate(entry: Entry): X509Certificate | undefined {
 }
 
 /**
- * The application mailbox the acknowledgement speaks for: the MDN's Final-Recipient (RFC 8098
- * §3.2.4) and From, which a receiver compares with the MDN's signer (RFC 8550 §3). The address the
- * message was delivered to — among several, the one the gateway's certificate names —, else the
- * certificate's own address, else the configured one.
+ * The application mailbox the acknowledgement speaks for (the MDN's Final-Recipient, RFC 8098
+ * §3.2.4): the address the message was delivered to — among several, the one the gateway's
+ * certificate names —, else the certificate's own address, else the configured one. The MDN's
+ * From is that mailbox when the certificate names it, else the certificate's address: a receiver
+ * compares From with the MDN's signer (RFC 8550 §3).
  */
-function mailboxFor(rcpt: readonly string[], headers: OriginalHeaders, settings: AckSettings): string {
-  const named = settings.identity ? rfc822Names(settings.identity.certificate).map((n) => n.toLowerCase()) : [];
+function mailboxFor(rcpt: readonly string[], headers: OriginalHeaders, settings: AckSettings): { mailbox: string; from: string } {
+  const named = settings.identity ? rfc822Names(settings.identity.certificate) : [];
+  const isNamed = (a: string): boolean => named.some((n) => n.toLowerCase() === a.toLowerCase());
   const delivered = rcpt.length ? rcpt : mailboxes(headers.to ?? '');
-  return delivered.find((a) => named.includes(a.toLowerCase())) ?? rcpt[0] ?? named[0] ?? settings.address;
+  const mailbox = delivered.find(isNamed) ?? rcpt[0] ?? named[0] ?? settings.address;
+  return { mailbox, from: isNamed(mailbox) ? mailbox : named[0] ?? mailbox };
 }
 
 /** The MDN or DSN due for a final mail entry, or undefined (none asked, none allowed, unreadable original). */
@@ -63,8 +66,8 @@ export function acknowledgementFor(entry: Entry, raw: Buffer, settings: AckSetti
   const failure = { code: entry.errorCode ?? 'INTERNAL_ERROR', detail: entry.error ?? undefined } as const;
   // SMTP RCPT TO, as the listener recorded it (none for IMAP and POST /messages).
   const rcpt = Array.isArray(entry.meta.rcptTo) ? (entry.meta.rcptTo as unknown[]).filter((r): r is string => typeof r === 'string') : [];
-  const mailbox = mailboxFor(rcpt, headers, settings);
-  const mdn = buildMdn({ original: { headers, raw }, gateway: { address: mailbox, reportingUa: `${settings.reportingMta}; passerelle` }, outcome: ok ? { ok: true } : { ok: false, ...failure } });
+  const { mailbox, from } = mailboxFor(rcpt, headers, settings);
+  const mdn = buildMdn({ original: { headers, raw }, gateway: { address: mailbox, from, reportingUa: `${settings.reportingMta}; passerelle` }, outcome: ok ? { ok: true } : { ok: false, ...failure } });
   if (mdn) {
     // Signed with the gateway's identity, then encrypted to the sender when its certificate is
     // known from its signature: the MDN carries the original message (RFC 8551 §3.6 signed then enveloped).

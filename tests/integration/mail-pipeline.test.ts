@@ -140,6 +140,20 @@ describe('mail through the pipeline', () => {
     expect(koMdn).toMatch(/Error: 906\^/);
   });
 
+  it('over SMTP, the MDN is for the recipient the message was sent to, from the address its signing certificate names', async () => {
+    const inner = signedThenEncrypted(entity(xdm([doc({ bytes: Buffer.from(LDL.toString('utf8').replace('<id root="1.2.250.1.213.1.1.1.29.2022.1.1"/>', '<id root="1.2.250.1.213.1.1.1.29.2022.1.1" extension="mailbox"/>')) })])));
+    const raw = Buffer.concat([Buffer.from('Disposition-Notification-To: sender1@hopital.test\r\n'), inner]);
+    const transport = nodemailer.createTransport({ host: '127.0.0.1', port: gateway.smtpPort, secure: false, requireTLS: true, tls: { ca: readFileSync(pki.ca.certificate), servername: 'localhost' } });
+    await transport.sendMail({ envelope: { from: 'sender1@hopital.test', to: ['bal@passerelle.test'] }, raw });
+    transport.close();
+    const [encrypted] = await relay.to('sender1@hopital.test', 1);
+    // The development PKI's gateway certificate names passerelle@passerelle.test, not bal@.
+    expect(decodedHeader(parseMessage(encrypted?.raw ?? Buffer.alloc(0)), 'from')).toBe('passerelle@passerelle.test');
+    const mdn = openssl(encrypted?.raw ?? Buffer.alloc(0), 'cms', '-decrypt', '-recip', pki.senders[0]?.certificate ?? '', '-inkey', pki.senders[0]?.key ?? '').toString('utf8');
+    expect(mdn).toContain('Final-Recipient: rfc822;bal@passerelle.test');
+    expect(mdn).toContain('MDN-sent-automatically; processed');
+  });
+
   it('answers a failure without read-receipt request by a DSN to the return path', async () => {
     const raw = Buffer.concat([Buffer.from('Return-Path: <dsn-me@hopital.test>\r\n'), signedThenEncrypted(entity(undefined), 'sender1@hopital.test')]);
     expect(await submit(raw)).toMatchObject({ state: 'quarantined', errorCode: 'MIME_NO_DOCUMENT' });
