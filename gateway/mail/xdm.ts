@@ -335,7 +335,8 @@ function inflate(zipfile: ZipFile, checked: CheckedEntry, lim: XdmLimits, budget
 
 async function inflateSmall(zipfile: ZipFile, checked: CheckedEntry, lim: XdmLimits, budget: Budget): Promise<Buffer> {
   const { entry } = checked;
-  const stream = await openEntry(zipfile, checked, { decompress: false });
+  // yauzl refuses the option for a stored entry (method 0): its bytes are read as they are anyway.
+  const stream = await openEntry(zipfile, checked, entry.compressionMethod === 0 ? undefined : { decompress: false });
   const stored = await new Promise<Buffer>((resolve, reject) => {
     const chunks: Buffer[] = [];
     stream.on('data', (chunk: Buffer) => chunks.push(chunk));
@@ -406,8 +407,12 @@ async function inflateStreaming(zipfile: ZipFile, checked: CheckedEntry, lim: Xd
 function openEntry(zipfile: ZipFile, checked: CheckedEntry, options?: { decompress: false }): Promise<Readable> {
   return new Promise((resolve, reject) => {
     const done = (err: Error | null, stream: Readable): void => (err ? reject(unreadable(checked, err)) : resolve(stream));
-    if (options) zipfile.openReadStream(checked.entry, options, done);
-    else zipfile.openReadStream(checked.entry, done);
+    try {
+      if (options) zipfile.openReadStream(checked.entry, options, done);
+      else zipfile.openReadStream(checked.entry, done);
+    } catch (err) {
+      reject(unreadable(checked, err)); // yauzl throws some refusals instead of passing them to the callback
+    }
   });
 }
 

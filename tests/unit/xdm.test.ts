@@ -92,7 +92,7 @@ describe('readXdm: well-formed media', () => {
     expect(content.documents[0]?.uri).toBe('DOC0001.XML');
   });
 
-  it('reads a zip written by Info-ZIP (extra fields, directory entries)', async (ctx) => {
+  it('reads a zip written by Info-ZIP (extra fields, directory entries), deflated or stored (-0)', async (ctx) => {
     if (!existsSync('/usr/bin/zip')) ctx.skip();
     const dir = mkdtempSync(join(tmpdir(), 'xdm-'));
     try {
@@ -100,12 +100,25 @@ describe('readXdm: well-formed media', () => {
       writeFileSync(join(dir, 'README.TXT'), 'test\r\n');
       writeFileSync(join(dir, 'IHE_XDM', 'SUBSET01', 'DOC0001.XML'), LDL);
       writeFileSync(join(dir, 'IHE_XDM', 'SUBSET01', 'METADATA.XML'), metadataXml([{ id: 'd1', uri: 'DOC0001.XML', bytes: LDL }]));
-      execFileSync('/usr/bin/zip', ['-q', '-r', 'IHE_XDM.zip', 'README.TXT', 'IHE_XDM'], { cwd: dir });
-      const content = await readXdm(readFileSync(join(dir, 'IHE_XDM.zip')));
-      expect(content.documents[0]?.bytes.equals(LDL)).toBe(true);
+      for (const [name, level] of [['deflated.zip', []], ['stored.zip', ['-0']]] as const) {
+        execFileSync('/usr/bin/zip', ['-q', ...level, '-r', name, 'README.TXT', 'IHE_XDM'], { cwd: dir });
+        const content = await readXdm(readFileSync(join(dir, name)));
+        expect(content.documents[0]?.bytes.equals(LDL), name).toBe(true);
+      }
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+
+  it('reads stored (not deflated) entries, as `zip -0` and some XDM writers write them', async () => {
+    const docs = [{ id: 'd1', uri: 'DOC0001.XML', bytes: LDL }];
+    const zip = buildZip([
+      { name: 'README.TXT', data: Buffer.from('test\r\n'), store: true },
+      { name: 'IHE_XDM/SUBSET01/METADATA.XML', data: metadataXml(docs), store: true },
+      { name: 'IHE_XDM/SUBSET01/DOC0001.XML', data: LDL, store: true },
+    ]);
+    const content = await readXdm(zip);
+    expect(content.documents[0]?.bytes.equals(LDL)).toBe(true);
   });
 
   it('parses CX patient ids', () => {
