@@ -195,7 +195,7 @@ export const ERROR_CATALOGUE = {
   },
   MIME_NO_DOCUMENT: {
     http: 422, smtp: 554, mdn: 906, issueType: 'invalid', transient: false,
-    message: 'The message carries no CDA document (no IHE_XDM.zip, CDA XML or PDF attachment).',
+    message: 'The message carries no CDA document: neither an IHE_XDM.zip nor a CDA XML attachment (a PDF alone names no patient and is not integrated).',
   },
   XDM_MALFORMED: {
     http: 422, smtp: 554, mdn: 906, issueType: 'structure', transient: false,

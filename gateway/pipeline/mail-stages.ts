@@ -104,7 +104,10 @@ export const extractStage: Stage = {
         }
       }
     }
-    if (!work.documents.length) throw new PasserelleError('MIME_NO_DOCUMENT');
+    if (!work.documents.length) {
+      const pdfs = attachments.filter((a) => a.kind === 'pdf').length;
+      throw new PasserelleError('MIME_NO_DOCUMENT', pdfs ? `${pdfs} PDF attachment(s) and no CDA: a PDF travels inside a CDA (level 1, nonXMLBody) or an IHE_XDM.zip with its CDA` : undefined);
+    }
     const mss = readMssHeaders(work.mail.content);
     work.mss = mss;
     return { attachments: attachments.map((a) => ({ kind: a.kind, forwarded: a.forwarded })), documents: work.documents.map((d) => ({ source: d.source })), mss: { codeCda: mss.codeCda, ins: mss.ins ?? null } };

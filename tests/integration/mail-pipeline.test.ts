@@ -177,6 +177,14 @@ describe('mail through the pipeline', () => {
     const plain = (from: string): Buffer => Buffer.concat([Buffer.from(headers(from)), entity(xdm([doc({ bytes: Buffer.from(LDL.toString('utf8').replace('<id root="1.2.250.1.213.1.1.1.29.2022.1.1"/>', '<id root="1.2.250.1.213.1.1.1.29.2022.1.1" extension="plain"/>')) })]))]);
     expect((await submit(plain('secretariat@operateur-de-confiance.test'))).state).toBe('delivered');
     expect(await submit(plain('secretariat@ailleurs.test'))).toMatchObject({ state: 'quarantined', errorCode: 'SMIME_POLICY_VIOLATION' });
+
+    // A PDF alone names no patient: refused, and the detail says why.
+    const pdf = Buffer.from('%PDF-1.4\n%%EOF\n').toString('base64');
+    const pdfOnly = Buffer.from(headers('secretariat@operateur-de-confiance.test') + ['Content-Type: multipart/mixed; boundary="b1"', '', '--b1',
+      'Content-Type: application/pdf; name="CR.pdf"', 'Content-Transfer-Encoding: base64', '', pdf, '--b1--', ''].join('\r\n'));
+    const refused = await submit(pdfOnly) as { state: string; errorCode?: string; error?: string };
+    expect(refused).toMatchObject({ state: 'quarantined', errorCode: 'MIME_NO_DOCUMENT' });
+    expect(refused.error).toMatch(/1 PDF attachment\(s\) and no CDA/);
   });
 
   it('quarantines each hostile message with its code, keeps its bytes and answers it by MDN or DSN', async () => {
