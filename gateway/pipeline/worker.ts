@@ -41,6 +41,12 @@ export interface PipelineDeps extends StageNeighbours {
  * its JSON); a 25 MB attachment was measured at ≈ 9 times its size above the idle process.
  */
 const WORKING_SET_FACTOR = 10;
+/**
+ * Memory a CDA takes while converted, per byte of it (its text, the parsed tree, the Bundle and
+ * its JSON): ≈ 27 measured on a 47 MB document. A mail's documents are known only once its zip is
+ * inflated — up to 100 times smaller in the mail (XDM limits) —, so the share grows then.
+ */
+const CONVERSION_FACTOR = 30;
 
 export class Pipeline {
   private readonly deps: PipelineDeps;
@@ -120,10 +126,23 @@ export class Pipeline {
    * than the whole budget waits until it is alone, then runs (held back for ever, it would never
    * be delivered). The lease runs meanwhile: the wait lasts what the entries before it take.
    */
-  private async reserve(entry: Entry): Promise<number> {
-    const bytes = Math.min(entry.size * WORKING_SET_FACTOR, this.memory.limit);
+  private async reserve(wanted: number): Promise<number> {
+    const bytes = Math.min(wanted, this.memory.limit);
     while (!this.memory.take(bytes)) await new Promise<void>((resolve) => this.memoryWaiters.push(resolve));
     return bytes;
+  }
+
+  /**
+   * The entry's share once its documents are known (see CONVERSION_FACTOR). A larger share is
+   * waited for like a new one, after giving back what is held: two entries growing at once never
+   * wait for each other.
+   */
+  private async grow(held: number, work: EntryWork): Promise<number> {
+    const documents = work.documents.reduce((n, d) => n + d.raw.length, 0);
+    const wanted = Math.min(Math.max(work.raw.length * WORKING_SET_FACTOR, documents * CONVERSION_FACTOR), this.memory.limit);
+    if (wanted <= held) return held;
+    this.unreserve(held);
+    return this.reserve(wanted);
   }
 
   private unreserve(bytes: number): void {
@@ -132,15 +151,15 @@ export class Pipeline {
   }
 
   private async process(claim: Claim): Promise<void> {
-    const reserved = await this.reserve(claim.entry);
+    const held = { bytes: await this.reserve(claim.entry.size * WORKING_SET_FACTOR) };
     try {
-      await this.processReserved(claim);
+      await this.processReserved(claim, held);
     } finally {
-      this.unreserve(reserved);
+      this.unreserve(held.bytes);
     }
   }
 
-  private async processReserved(claim: Claim): Promise<void> {
+  private async processReserved(claim: Claim, held: { bytes: number }): Promise<void> {
     const { journal, log, metrics } = this.deps;
     const raw = await journal.raw(claim.entry.id);
     if (!raw) throw new Error(`entry ${claim.entry.id} has no raw bytes`);
@@ -151,6 +170,7 @@ export class Pipeline {
     const passed: Transition[] = [];
     let entry: Entry = claim.entry;
     for (const [i, stage] of stages.entries()) {
+      held.bytes = await this.grow(held.bytes, work);
       const started = performance.now();
       try {
         const result = await stage.run(work, this.deps);

@@ -121,6 +121,35 @@ describe('pipeline worker', () => {
     journal = await openJournal('sqlite::memory:');
     expect(await peakFor([2000, 100])).toBe(1); // 20 000 > the budget: runs, alone
   });
+
+  it('grows an entry\'s share once its documents are known (30 times their size), as a zip inflates them', async () => {
+    let active = 0;
+    let peak = 0;
+    // 100 raw bytes that inflate into a 400-byte document: 12 000 bytes of a 15 000 budget each.
+    const inflate: Stage = {
+      name: 'extract', reached: 'extracted',
+      run(work) {
+        work.documents = [{ raw: Buffer.alloc(400, 0x20), source: 'zip', info: {} }];
+        return Promise.resolve({});
+      },
+    };
+    const convert: Stage = {
+      name: 'convert', reached: 'delivered',
+      async run() {
+        peak = Math.max(peak, ++active);
+        await new Promise((r) => setTimeout(r, 30));
+        active--;
+        return {};
+      },
+    };
+    const ids = await Promise.all([1, 2, 3].map(async () => (await journal.append({ kind: 'message', door: 'http', submitter: 't', contentType: 'message/rfc822', raw: Buffer.alloc(100, 0x20) })).id));
+    const p = pipeline([inflate, convert], { concurrency: 3, maxWorkingBytes: 15_000 });
+    p.start();
+    for (let i = 0; i < 300 && (await journal.counts()).delivered < ids.length; i++) await new Promise((r) => setTimeout(r, 10));
+    await p.stop();
+    for (const id of ids) expect((await journal.get(id))?.state).toBe('delivered');
+    expect(peak).toBe(1); // 1 000 bytes each when claimed: all three would have converted at once
+  });
 });
 
 describe('retry delay', () => {
