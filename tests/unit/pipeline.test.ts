@@ -90,11 +90,11 @@ describe('pipeline worker', () => {
     expect((await journal.get(id))?.state).toBe('delivered');
   });
 
-  it('keeps the entries in process within pipeline.maxWorkingBytes (10 times their size), one larger than it alone', async () => {
-    let active = 0;
-    let peak = 0;
-    const slow: Stage = {
-      name: 'route', reached: 'delivered',
+  /** A last stage that takes 30 ms and counts how many entries are in it at once. */
+  const counting = (name: string): { stage: Stage; peak: () => number; reset: () => void } => {
+    let [active, peak] = [0, 0];
+    const stage: Stage = {
+      name, reached: 'delivered',
       async run() {
         peak = Math.max(peak, ++active);
         await new Promise((r) => setTimeout(r, 30));
@@ -102,16 +102,21 @@ describe('pipeline worker', () => {
         return {};
       },
     };
+    return { stage, peak: () => peak, reset: () => ([active, peak] = [0, 0]) };
+  };
+
+  it('keeps the entries in process within pipeline.maxWorkingBytes (10 times their size), one larger than it alone', async () => {
+    const { stage: slow, peak, reset } = counting('route');
     /** Runs entries of these raw sizes with 4 loops; returns the most that were in process at once. */
     const peakFor = async (sizes: number[]): Promise<number> => {
-      [active, peak] = [0, 0];
+      reset();
       const ids = await Promise.all(sizes.map(async (n) => (await journal.append({ kind: 'document', door: 'http', submitter: 't', contentType: 'application/xml', raw: Buffer.alloc(n, 0x20) })).id));
       const p = pipeline([slow], { concurrency: 4, maxWorkingBytes: 15_000 });
       p.start();
       for (let i = 0; i < 300 && (await journal.counts()).delivered < ids.length; i++) await new Promise((r) => setTimeout(r, 10));
       await p.stop();
       for (const id of ids) expect((await journal.get(id))?.state).toBe('delivered');
-      return peak;
+      return peak();
     };
     expect(await peakFor([100, 100, 100, 100])).toBe(4); // 1 000 bytes each: all fit
     await journal.close();
@@ -123,8 +128,7 @@ describe('pipeline worker', () => {
   });
 
   it('grows an entry\'s share once its documents are known (30 times their size), as a zip inflates them', async () => {
-    let active = 0;
-    let peak = 0;
+    const { stage: convert, peak } = counting('convert');
     // 100 raw bytes that inflate into a 400-byte document: 12 000 bytes of a 15 000 budget each.
     const inflate: Stage = {
       name: 'extract', reached: 'extracted',
@@ -133,22 +137,13 @@ describe('pipeline worker', () => {
         return Promise.resolve({});
       },
     };
-    const convert: Stage = {
-      name: 'convert', reached: 'delivered',
-      async run() {
-        peak = Math.max(peak, ++active);
-        await new Promise((r) => setTimeout(r, 30));
-        active--;
-        return {};
-      },
-    };
     const ids = await Promise.all([1, 2, 3].map(async () => (await journal.append({ kind: 'message', door: 'http', submitter: 't', contentType: 'message/rfc822', raw: Buffer.alloc(100, 0x20) })).id));
     const p = pipeline([inflate, convert], { concurrency: 3, maxWorkingBytes: 15_000 });
     p.start();
     for (let i = 0; i < 300 && (await journal.counts()).delivered < ids.length; i++) await new Promise((r) => setTimeout(r, 10));
     await p.stop();
     for (const id of ids) expect((await journal.get(id))?.state).toBe('delivered');
-    expect(peak).toBe(1); // 1 000 bytes each when claimed: all three would have converted at once
+    expect(peak()).toBe(1); // 1 000 bytes each when claimed: all three would have converted at once
   });
 });
 
