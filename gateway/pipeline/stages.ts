@@ -76,7 +76,7 @@ export const DOCUMENT_STAGES: readonly Stage[] = [
     reached: 'converted',
     run(work) {
       for (const doc of work.documents) {
-        assertLooksLikeXml(doc.raw);
+        assertLooksLikeXml(doc.raw, doc.source === 'body' ? 'the body' : 'a document of the message');
         const { bundle, report } = convertCda(doc.raw);
         doc.bundle = bundle;
         const composition = bundle.entry?.[0]?.resource;
