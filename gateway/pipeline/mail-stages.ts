@@ -93,7 +93,9 @@ export const extractStage: Stage = {
     work.documents = [];
     for (const attachment of attachments) {
       if (attachment.kind === 'cda') {
-        work.documents.push({ raw: attachment.content, source: attachment.filename ?? attachment.part.path, info: {} });
+        // The MIME part, not the attachment's file name: a file name may name the patient, and the
+        // journal keeps no patient traits.
+        work.documents.push({ raw: attachment.content, source: attachment.part.path ? `MIME part ${attachment.part.path}` : "the message's body", info: {} });
       } else if (attachment.kind === 'xdm') {
         const xdm = await readXdm(attachment.content);
         for (const doc of xdm.documents) {
