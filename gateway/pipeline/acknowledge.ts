@@ -52,22 +52,25 @@ function mailboxFor(rcpt: readonly string[], headers: OriginalHeaders, settings:
   return { mailbox, from: isNamed(mailbox) ? mailbox : named[0] ?? mailbox };
 }
 
-/** The MDN or DSN due for a final mail entry, or undefined (none asked, none allowed, unreadable original). */
+/** The MDN or DSN due for a final mail entry, or undefined (none asked, none allowed, no address to answer). */
 export function acknowledgementFor(entry: Entry, raw: Buffer, settings: AckSettings): OutgoingMail | undefined {
+  const envelopeFrom = text(entry.meta.mailFrom);
   let root;
   try {
     root = parseHeader(raw); // the header fields are all an acknowledgement reads of the original
   } catch {
-    return undefined; // nothing to read an address from
+    root = undefined;
   }
-  const envelopeFrom = text(entry.meta.mailFrom);
-  const headers = readOriginalHeaders(root, envelopeFrom);
+  // An unreadable header (a field beyond the parser's limits) addresses no MDN; a sender over SMTP
+  // still learns of the failure by a DSN to its envelope reverse-path, without the original's header.
+  const headers: OriginalHeaders = root ? readOriginalHeaders(root, envelopeFrom) : { returnPath: envelopeFrom };
+  const original = { headers, raw: root ? raw : Buffer.alloc(0) };
   const ok = entry.state === 'delivered';
   const failure = { code: entry.errorCode ?? 'INTERNAL_ERROR', detail: entry.error ?? undefined } as const;
   // SMTP RCPT TO, as the listener recorded it (none for IMAP and POST /messages).
   const rcpt = Array.isArray(entry.meta.rcptTo) ? (entry.meta.rcptTo as unknown[]).filter((r): r is string => typeof r === 'string') : [];
   const { mailbox, from } = mailboxFor(rcpt, headers, settings);
-  const mdn = buildMdn({ original: { headers, raw }, gateway: { address: mailbox, from, reportingUa: `${settings.reportingMta}; passerelle` }, outcome: ok ? { ok: true } : { ok: false, ...failure } });
+  const mdn = buildMdn({ original, gateway: { address: mailbox, from, reportingUa: `${settings.reportingMta}; passerelle` }, outcome: ok ? { ok: true } : { ok: false, ...failure } });
   if (mdn) {
     // Signed with the gateway's identity, then encrypted to the sender when its certificate is
     // known from its signature: the MDN carries the original message (RFC 8551 §3.6 signed then enveloped).
@@ -82,7 +85,7 @@ export function acknowledgementFor(entry: Entry, raw: Buffer, settings: AckSetti
   if (ok) return undefined;
   const domain = mailbox.split('@')[1] ?? 'localhost';
   return buildDsn({
-    original: { headers, raw },
+    original,
     envelope: { from: envelopeFrom ?? headers.returnPath ?? '', recipients: (rcpt.length ? rcpt : [mailbox]).map((address) => ({ address })) },
     reportingMta: settings.reportingMta, postmaster: `MAILER-DAEMON@${domain}`, failure,
   });

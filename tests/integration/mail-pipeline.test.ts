@@ -154,6 +154,21 @@ describe('mail through the pipeline', () => {
     expect(mdn).toContain('MDN-sent-automatically; processed');
   });
 
+  it('answers over SMTP a message whose header cannot be read by a DSN to the envelope sender', async () => {
+    const raw = Buffer.from(`From: sender1@hopital.test\r\nX-Padding: ${'x'.repeat(300 * 1024)}\r\nSubject: test\r\n\r\nbody\r\n`);
+    const transport = nodemailer.createTransport({ host: '127.0.0.1', port: gateway.smtpPort, secure: false, requireTLS: true, tls: { ca: readFileSync(pki.ca.certificate), servername: 'localhost' } });
+    const info = await transport.sendMail({ envelope: { from: 'unreadable@hopital.test', to: ['bal@passerelle.test'] }, raw });
+    transport.close();
+    const id = /queued as ([0-9a-f-]{36})/.exec(info.response)?.[1] ?? '';
+    for (let i = 0; i < 400 && (await gateway.journal.get(id))?.state !== 'quarantined'; i++) await new Promise((r) => setTimeout(r, 25));
+    expect(await gateway.journal.get(id)).toMatchObject({ state: 'quarantined', errorCode: 'MIME_MALFORMED' });
+    const [dsn] = await relay.to('unreadable@hopital.test', 1);
+    expect(dsn?.from).toBe(''); // RFC 5321 §4.5.5
+    expect(dsn?.text).toContain('report-type=delivery-status');
+    expect(dsn?.text).toContain('Final-Recipient: rfc822;bal@passerelle.test');
+    expect(dsn?.raw.length).toBeLessThan(64 * 1024); // without the unreadable header
+  });
+
   it('answers a failure without read-receipt request by a DSN to the return path', async () => {
     const raw = Buffer.concat([Buffer.from('Return-Path: <dsn-me@hopital.test>\r\n'), signedThenEncrypted(entity(undefined), 'sender1@hopital.test')]);
     expect(await submit(raw)).toMatchObject({ state: 'quarantined', errorCode: 'MIME_NO_DOCUMENT' });
