@@ -1,7 +1,7 @@
 /**
- * Content sniffing: what is posted as a CDA document, or listed as one in an XDM zip, must at least look like XML.
- * A PDF, a JSON body, an empty or binary body gets INPUT_NOT_CDA at once instead of a parse error
- * later (WHATWG MIME Sniffing §7 patterns: "%PDF-", a UTF-8/16 BOM, "<").
+ * Content sniffing: what is posted as a CDA document, or found as one in a mail, must at least look
+ * like XML. A PDF, a JSON body, an empty or binary body gets INPUT_NOT_CDA at once instead of a
+ * parse error later (WHATWG MIME Sniffing §7 patterns: "%PDF-", a UTF-8/16 BOM, "<").
  */
 import { PasserelleError } from '../errors.js';
 
