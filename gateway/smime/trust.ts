@@ -97,16 +97,17 @@ function readCrlFile(path: string, anchors: readonly X509Certificate[]): Crl[] {
   const bytes = readConfigFile(path);
   const text = bytes.toString('latin1');
   const ders = text.includes('-----BEGIN X509 CRL-----') ? pemBlocks(text, 'X509 CRL') : [bytes];
-  try {
-    return ders.map((der) => {
-      const crl = parseCrl(der);
-      const named = anchors.filter((a) => fieldsOf(a).subject.equals(crl.issuer));
-      if (named.length && !named.some((a) => crl.signedBy(a))) throw new Error('CRL not signed by the trust anchor it names as issuer');
-      return crl;
-    });
-  } catch (e) {
-    throw fail('CONFIG_INVALID', `${path}: ${(e as Error).message}`);
-  }
+  return ders.map((der) => {
+    let crl: Crl;
+    try {
+      crl = parseCrl(der);
+    } catch (e) {
+      throw fail('CONFIG_INVALID', `${path}: not a readable CRL (${(e as Error).message})`);
+    }
+    const named = anchors.filter((a) => fieldsOf(a).subject.equals(crl.issuer));
+    if (named.length && !named.some((a) => crl.signedBy(a))) throw fail('CONFIG_INVALID', `${path}: CRL not signed by the trust anchor it names as issuer`);
+    return crl;
+  });
 }
 
 const outOfDate = (crl: Crl, now: Date): boolean => crl.thisUpdate > now || (crl.nextUpdate !== undefined && crl.nextUpdate < now);
