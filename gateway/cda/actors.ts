@@ -145,10 +145,6 @@ function roleCodes(ctx: ConversionContext, code: XElement | undefined): { code?:
 }
 
 /**
- * An assignedAuthor / assignedEntity / associatedEntity / intendedRecipient → PractitionerRole
- * (with its Practitioner and Organization), or an Organization or Device when no person is named.
- */
-/**
  * The person an assigned entity (or an intended recipient, an associated entity) stands for; a
  * participantRole names its person as playingEntity (IHE PaLM: the biologist who validated).
  */
@@ -157,6 +153,10 @@ export function personOf(assigned: XElement): XElement | undefined {
     (assigned.name === 'participantRole' ? child(assigned, 'playingEntity') : undefined);
 }
 
+/**
+ * An assignedAuthor / assignedEntity / associatedEntity / intendedRecipient → PractitionerRole
+ * (with its Practitioner and Organization), or an Organization or Device when no person is named.
+ */
 export function practitionerRoleRef(ctx: ConversionContext, assigned: XElement | undefined): Ref | undefined {
   if (!assigned || isNull(assigned)) return undefined;
   const person = personOf(assigned);

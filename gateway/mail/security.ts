@@ -32,16 +32,18 @@ export function loadIdentity(certificate: string, privateKey: string): Identity 
 /** `log` hears of CRL files reloaded (or not) and of CRLs already out of date at start. */
 export function loadMailSecurity(smime: Config['smime'], log?: Logger): MailSecurity {
   const identity = smime.certificate && smime.privateKey ? loadIdentity(smime.certificate, smime.privateKey) : undefined;
+  const outOfDate = (file: string, nextUpdate: Date | undefined): void =>
+    log?.warn('CRL out of date: mail signed under its CA waits for a current one', { file, nextUpdate: nextUpdate?.toISOString() });
   const trust = smime.trustAnchors.length
     ? TrustStore.fromFiles(smime.trustAnchors, smime.crls, {
       onCrlEvent: (e) => {
         if (e.kind === 'reloaded') log?.info('CRL file reloaded', { file: e.path, crls: e.crls });
         else if (e.kind === 'older-kept-newer') log?.warn('CRL file holds an older CRL than the one in use: the newer one kept', { file: e.path });
         else if (e.kind === 'reload-failed') log?.warn('CRL file not reloaded, its last valid CRLs kept', { file: e.path, detail: e.detail });
-        else log?.warn('CRL out of date: mail signed under its CA waits for a current one', { file: e.path, nextUpdate: e.nextUpdate?.toISOString() });
+        else outOfDate(e.path, e.nextUpdate);
       },
     })
     : undefined;
-  for (const stale of trust?.staleCrls() ?? []) log?.warn('CRL out of date: mail signed under its CA waits for a current one', { file: stale.path, nextUpdate: stale.nextUpdate?.toISOString() });
+  for (const stale of trust?.staleCrls() ?? []) outOfDate(stale.path, stale.nextUpdate);
   return { identity, trust, policy: { requireSignature: smime.requireSignature, requireEncryption: smime.requireEncryption, plainDomains: smime.plainDomains } };
 }

@@ -308,7 +308,6 @@ function absentFinding(ctx: ConversionContext, obs: XElement): CodeableConcept |
   return value && xsiType(value) !== 'ST' ? concept(ctx, value) : undefined;
 }
 
-
 function mapRelationships(ctx: ConversionContext, obs: XElement, o: Observation, opts: ObservationOptions): Ref[] {
   const out: Ref[] = [];
   for (const rel of children(obs, 'entryRelationship')) {
