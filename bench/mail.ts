@@ -394,10 +394,7 @@ async function withGateway<T>(run: Run, name: string, smtpMaxBytes: number, body
     srir: { baseUrl: `${run.neighbours.url}/fixtures/srir/fhir` },
     ror: { baseUrl: `${run.neighbours.url}/fixtures/ror/fhir` },
     smime: { certificate: run.pki.gateway.certificate, privateKey: run.pki.gateway.key, trustAnchors: [run.pki.ca.certificate], crls: [run.pki.crl] },
-    // pollMs left at its default (500), unlike bench/gateway.ts (20): appends wake the loops anyway,
-    // and idle loops polling every 20 ms re-read the row of the entry in flight, raw bytes included
-    // (journal_entries.raw sits before the columns the claim query tests), which turned the 25 MB
-    // measure into 17–35 s instead of 3 s — a cost no deployment with the default sees as much.
+    // pollMs left at its default (500), unlike bench/gateway.ts (20): appends wake the loops anyway.
     dataDir, log: { level: 'info' }, pipeline: { concurrency: PIPELINE_CONCURRENCY },
   }));
   const gateway = await startGateway(configFile);

@@ -35,7 +35,7 @@ export const ERROR_CATALOGUE = {
   },
   CDA_TOO_LARGE: {
     http: 413, smtp: 552, mdn: 906, issueType: 'too-costly', transient: false,
-    message: 'The document exceeds the size limit.',
+    message: 'The document exceeds the size limit, or converting it needs more memory than the gateway allows.',
   },
   CDA_TOO_DEEP: {
     http: 422, smtp: 554, mdn: 906, issueType: 'too-costly', transient: false,

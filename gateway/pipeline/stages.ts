@@ -12,7 +12,7 @@ import type { Entry, EntryState } from '../../adapters/journal/port.js';
 import type { Directory } from '../../adapters/ror/port.js';
 import type { IdentityServer } from '../../adapters/srir/port.js';
 import type { DocumentStore } from '../../adapters/store/port.js';
-import { convertCda } from '../cda/convert.js';
+import { convertCda, type ConversionResult } from '../cda/convert.js';
 import { PasserelleError, type ErrorCode } from '../errors.js';
 import { identify } from '../identity/identify.js';
 import { resolveRouting } from '../routing/route.js';
@@ -23,6 +23,8 @@ export interface StageNeighbours {
   srir: IdentityServer;
   ror: Directory;
   store: DocumentStore;
+  /** Converts a CDA (the pipeline sends large ones to a thread: ConversionThread); inline when absent. */
+  convert?: (bytes: Uint8Array) => Promise<ConversionResult>;
 }
 
 /** One CDA document of an entry, and what the stages learnt about it. */
@@ -74,10 +76,10 @@ export const DOCUMENT_STAGES: readonly Stage[] = [
   {
     name: 'convert',
     reached: 'converted',
-    run(work) {
+    async run(work, { convert }) {
       for (const doc of work.documents) {
         assertLooksLikeXml(doc.raw, doc.source === 'body' ? 'the body' : 'a document of the message');
-        const { bundle, report } = convertCda(doc.raw);
+        const { bundle, report } = convert ? await convert(doc.raw) : convertCda(doc.raw);
         doc.bundle = bundle;
         const composition = bundle.entry?.[0]?.resource;
         const type = composition?.resourceType === 'Composition' ? composition.type.coding?.[0]?.code : undefined;
@@ -90,7 +92,7 @@ export const DOCUMENT_STAGES: readonly Stage[] = [
       // One patient per entry (DOMAIN.md §2): documents that share no patient identifier are refused together.
       const [first, ...others] = work.documents.map((d) => patientKeys(need(d)));
       if (first && others.some((keys) => !keys.some((k) => first.includes(k)))) throw new PasserelleError('MESSAGE_MULTIPLE_PATIENTS');
-      return Promise.resolve(documentsResult(work));
+      return documentsResult(work);
     },
   },
   {

@@ -18,6 +18,7 @@ import type { Metrics } from '../metrics.js';
 import { MemoryBudget } from '../util/memory-budget.js';
 import { retryDelayMs } from './backoff.js';
 import { acknowledgementFor, sendStage, type AckSettings } from './acknowledge.js';
+import { ConversionThread } from './conversion-thread.js';
 import { crossCheckStage, extractStage, unwrapStage, type MailSecurity } from './mail-stages.js';
 import { DOCUMENT_STAGES, type EntryWork, type Stage, type StageNeighbours } from './stages.js';
 
@@ -56,6 +57,10 @@ export class Pipeline {
   private readonly workerId: string;
   /** A mail is unwrapped and its documents extracted before the document stages. */
   private readonly messageStages: readonly Stage[];
+  /** Large documents are converted there; its heap is the working budget (at least 256 MB). */
+  private readonly conversion: ConversionThread;
+  /** What the stages are given: the deps, and the conversion thread. */
+  private readonly neighbours: StageNeighbours;
   private running = false;
   private loops: Promise<void>[] = [];
   private wakers = new Set<() => void>();
@@ -66,6 +71,8 @@ export class Pipeline {
     this.memory = new MemoryBudget(deps.settings.maxWorkingBytes);
     const [convert, ...rest] = DOCUMENT_STAGES as [Stage, ...Stage[]];
     this.messageStages = [unwrapStage(deps.mail), extractStage, convert, crossCheckStage, ...rest];
+    this.conversion = new ConversionThread({ heapMb: Math.max(256, Math.floor(deps.settings.maxWorkingBytes / 2 ** 20)) });
+    this.neighbours = { ...deps, convert: (bytes) => this.conversion.convert(bytes) };
   }
 
   start(): void {
@@ -85,6 +92,7 @@ export class Pipeline {
     this.notify();
     await Promise.all(this.loops);
     this.loops = [];
+    await this.conversion.close();
   }
 
   /** Claims and processes one entry; false when none was claimable. Used by the loops and by tests. */
@@ -173,7 +181,7 @@ export class Pipeline {
       held.bytes = await this.grow(held.bytes, work);
       const started = performance.now();
       try {
-        const result = await stage.run(work, this.deps);
+        const result = await stage.run(work, this.neighbours);
         const elapsed = performance.now() - started;
         metrics?.stageSeconds.observe({ stage: stage.name, outcome: 'ok' }, elapsed / 1000); // unrounded: sub-millisecond stages count
         const transition: Transition = { state: stage.reached, outcome: 'ok', stage: stage.name, durationMs: Math.round(elapsed * 10) / 10, result, at: new Date() };

@@ -7,6 +7,7 @@
  * nothing visible across PTAs, nothing duplicated when a document is posted twice, a replacement
  * superseding its predecessor.
  */
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -233,6 +234,20 @@ describe('gateway, end to end', () => {
     expect(metrics).toMatch(/passerelle_stage_duration_seconds_bucket\{.*stage="identify"/);
     expect(metrics).toMatch(/passerelle_neighbour_calls_total\{neighbour="srir"/);
     expect(((await (await call('/fhir/metadata')).json()) as { resourceType: string }).resourceType).toBe('CapabilityStatement');
+  });
+
+  it('converts a document of several megabytes (a scanned letter) on its conversion thread, like any other', async () => {
+    const scanned = withDocumentId(withPatient(corpusDocument('DOC_NON_STRUCTURE_CDA-R2-N1.xml').toString('utf8'), { insBody: INS.lyon, family: 'LYONNAIS', postalCode: '69003', city: 'LYON' }), 'e2e-scanned');
+    const pdf = Buffer.concat([Buffer.from('%PDF-1.5\n'), randomBytes(5 * 1024 * 1024)]);
+    const big = scanned.replace(/(representation="B64">)[^<]*/, `$1${pdf.toString('base64')}`);
+    expect(big.length).toBeGreaterThan(4 * 1024 * 1024); // conversion-thread.ts: the thread takes documents from 4 MB
+    const status = await settled(await post(big));
+    expect(status.state).toBe('delivered');
+    const bundle = (await (await call(`/fhir/${status.bundles[0] ?? ''}`, TOKENS.rhone)).json()) as Bundle;
+    const binaries = (bundle.entry ?? []).flatMap((e) => (e.resource?.resourceType === 'Binary' ? [e.resource] : []));
+    expect(binaries.find((b) => b.contentType === 'application/pdf')?.data).toBe(pdf.toString('base64'));
+    expect(Buffer.from(binaries.find((b) => b.contentType === 'application/hl7-cda+xml')?.data ?? '', 'base64').toString('utf8')).toBe(big);
+    expect(statusOf(patientOf(bundle))).toBe('QUAL');
   });
 
   it('never writes patient data to its logs', () => {
