@@ -79,18 +79,34 @@ export function concept(ctx: ConversionContext, el: XElement | undefined): Codea
 export function originalText(ctx: ConversionContext, el: XElement | undefined): string | undefined {
   const ot = child(el, 'originalText');
   if (!ot) return undefined;
-  const target = referenced(ctx, ot);
+  const target = narrativeTarget(ctx, child(ot, 'reference'));
   if (target) return namingText(target);
   // Written in place (or after a reference that resolves nowhere): a placeholder such as "-" says nothing.
   const own = text(ot);
   return own !== undefined && /[\p{L}\p{N}]/u.test(own) ? own : undefined;
 }
 
-/** The narrative element a `<reference value="#id"/>` child points to. */
-function referenced(ctx: ConversionContext, el: XElement | undefined): XElement | undefined {
-  // `#id` per CDA R2; published documents also write the bare id.
-  const ref = attr(child(el, 'reference'), 'value')?.trim();
-  return ref ? ctx.byNarrativeId(ref.startsWith('#') ? ref.slice(1) : ref) : undefined;
+/**
+ * The section-narrative element a `reference/@value` points to. `#id` is the CDA form; a bare `id`
+ * (seen in published ANS examples) is accepted too. Only targets inside a section narrative count,
+ * so that an observationMedia ID never yields base64 as text.
+ */
+export function narrativeTarget(ctx: ConversionContext, ref: XElement | undefined): XElement | undefined {
+  const value = attr(ref, 'value')?.trim();
+  if (!value) return undefined;
+  const id = value.startsWith('#') ? value.slice(1) : value;
+  if (!id || /[:/]/.test(id)) return undefined;
+  const target = ctx.byNarrativeId(id);
+  return target && inNarrative(target) ? target : undefined;
+}
+
+/** Whether an element is inside a section's narrative block (`section/text`), not in an entry. */
+function inNarrative(el: XElement): boolean {
+  for (let cur = el.parent; cur; cur = cur.parent) {
+    if (cur.name === 'text' && cur.parent?.name === 'section') return true;
+    if (cur.name === 'section' || cur.name === 'entry') return false;
+  }
+  return false;
 }
 
 /**

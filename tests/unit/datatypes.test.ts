@@ -1,7 +1,7 @@
 /** CDA data types → FHIR: identifiers, codes, times, addresses, telecoms, and the INS key. */
 import { describe, expect, it } from 'vitest';
 import { ConversionContext } from '../../gateway/cda/context.js';
-import { address, coding, contactPoint, identifier } from '../../gateway/cda/datatypes.js';
+import { address, coding, concept, contactPoint, identifier } from '../../gateway/cda/datatypes.js';
 import { date, dateTime, instant, parisOffset, period } from '../../gateway/cda/time.js';
 import { parseXml, type XElement } from '../../gateway/cda/xml.js';
 import { checkInsKey } from '../../gateway/identity/ins.js';
@@ -38,6 +38,20 @@ describe('CD → Coding', () => {
     expect(coding(el('<code code="IMP" codeSystem="2.16.840.1.113883.5.4"/>'))?.system).toBe('http://terminology.hl7.org/CodeSystem/v3-ActCode');
     expect(coding(el('<code code="X" codeSystem="1.2.250.1.213.1.1.4.322"/>'))?.system).toBe('urn:oid:1.2.250.1.213.1.1.4.322');
     expect(coding(el('<code nullFlavor="NA"/>'))).toBeUndefined();
+  });
+});
+
+describe('CD → CodeableConcept', () => {
+  it('takes originalText from the section narrative it references, never from an entry (base64 of an observationMedia)', () => {
+    const doc = el(`<section><text><content ID="n1">Hypertension artérielle</content></text>
+      <entry><observationMedia ID="m1"><value mediaType="image/png" representation="B64">iVBORw0KGgo=</value></observationMedia></entry></section>`);
+    const ctx = new ConversionContext('doc', 'salt', doc);
+    const named = (ref: string, own = ''): string | undefined => concept(ctx, el(`<code code="I10" codeSystem="2.16.840.1.113883.6.3"><originalText>${own}<reference value="${ref}"/></originalText></code>`))?.text;
+    expect(named('#n1')).toBe('Hypertension artérielle');
+    expect(named('n1')).toBe('Hypertension artérielle'); // the bare id of some published examples
+    expect(named('#m1')).toBeUndefined();
+    expect(named('#m1', 'HTA')).toBe('HTA');
+    expect(named('http://example.org/#n1')).toBeUndefined();
   });
 });
 

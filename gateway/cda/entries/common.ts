@@ -10,7 +10,7 @@
 import type { CodeableConcept, Extension, Identifier } from '@medplum/fhirtypes';
 import type { ConversionContext, Ref } from '../context.js';
 import { personOf, practitionerRoleRef } from '../actors.js';
-import { concept, identifier, isAnswer, namingText, rowLabel } from '../datatypes.js';
+import { concept, identifier, isAnswer, namingText, narrativeTarget, rowLabel } from '../datatypes.js';
 import { dateTime } from '../time.js';
 import { DATA_ABSENT_REASON } from '../terminology.js';
 import { attr, child, children, elements, HL7_NS, text, type XElement, type XNode } from '../xml.js';
@@ -94,33 +94,10 @@ export function mood(el: XElement): string {
   return attr(el, 'moodCode')?.trim() || 'EVN';
 }
 
-/** True when the element sits inside a section's narrative block (`section/text`). */
-function inNarrative(el: XElement): boolean {
-  for (let cur = el.parent; cur; cur = cur.parent) {
-    if (cur.name === 'text' && cur.parent?.name === 'section') return true;
-    if (cur.name === 'section' || cur.name === 'entry') return false;
-  }
-  return false;
-}
-
-/**
- * Text of the narrative element a `reference/@value` points to. `#id` is the CDA form; a bare
- * `id` (seen in published ANS examples) is accepted too. Only targets inside a section narrative
- * count, so that an observationMedia ID never yields base64 as text.
- */
+/** Text of the section-narrative element a `reference/@value` points to (narrativeTarget). */
 export function referencedNarrative(ctx: ConversionContext, ref: XElement | undefined): string | undefined {
   const target = narrativeTarget(ctx, ref);
   return target && text(target);
-}
-
-/** The section-narrative element a `reference/@value` points to. */
-function narrativeTarget(ctx: ConversionContext, ref: XElement | undefined): XElement | undefined {
-  const value = attr(ref, 'value')?.trim();
-  if (!value) return undefined;
-  const id = value.startsWith('#') ? value.slice(1) : value;
-  if (!id || /[:/]/.test(id)) return undefined;
-  const target = ctx.byNarrativeId(id);
-  return target && inNarrative(target) ? target : undefined;
 }
 
 /** The narrative of an entry (`text`): the referenced narrative, else its own text. */
