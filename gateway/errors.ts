@@ -71,7 +71,7 @@ export const ERROR_CATALOGUE = {
   },
   INPUT_NOT_CDA: {
     http: 415, smtp: 554, mdn: 906, issueType: 'not-supported', transient: false,
-    message: 'The content posted as a CDA document is something else (PDF, JSON, empty, binary).',
+    message: 'The content posted as a CDA document, or found as one in a mail, is something else (PDF, JSON, empty, binary).',
   },
   INPUT_TOO_LARGE: {
     http: 413, smtp: 552, mdn: 906, issueType: 'too-costly', transient: false,
