@@ -469,10 +469,12 @@ async function peakRss(run: Run, lab: Kind): Promise<BenchResult> {
     const before = await waitDelivered(gateway.url, warm.length);
     const baselineRssMB = procStatus(gateway.pid, 'VmHWM');
     const cpuBefore = cpuSeconds(gateway.pid);
+    const health = watchHealth(gateway.url);
     const started = performance.now();
     const [smtpMs] = await sendAll(transport, [message]);
     const after = await waitDelivered(gateway.url, warm.length + 1);
     const elapsed = (performance.now() - started) / 1000;
+    const healthMaxMs = await health.stop();
     const stages = stageMeans(before, after);
     return {
       bench: 'mail-smtp', document: big.document, bytes: payloadBytes, messageBytes: message.raw.length, zipBytes: message.zipBytes,
@@ -481,9 +483,33 @@ async function peakRss(run: Run, lab: Kind): Promise<BenchResult> {
       latency: 'first SMTP command to delivered', smtpMs: round(smtpMs ?? 0, 1),
       peakRssMB: procStatus(gateway.pid, 'VmHWM'), baselineRssMB, rssAfterMB: procStatus(gateway.pid, 'VmRSS'),
       stages, stagesTotalMs: round(Object.values(stages).reduce((a, b) => a + b, 0), 3),
-      gatewayCpuSeconds: round(cpuSeconds(gateway.pid) - cpuBefore, 2), smtpMaxBytes,
+      gatewayCpuSeconds: round(cpuSeconds(gateway.pid) - cpuBefore, 2), smtpMaxBytes, healthMaxMs,
     };
   });
+}
+
+/**
+ * Asks /health every 50 ms until stopped; resolves with the slowest answer (ms): how long the
+ * gateway's event loop was held while it took the message in and processed it.
+ */
+function watchHealth(url: string): { stop: () => Promise<number> } {
+  let running = true;
+  let slowest = 0;
+  const loop = (async () => {
+    while (running) {
+      const t0 = performance.now();
+      await fetch(`${url}/health`).then((res) => res.arrayBuffer());
+      slowest = Math.max(slowest, performance.now() - t0);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  })();
+  return {
+    stop: async () => {
+      running = false;
+      await loop;
+      return round(slowest, 1);
+    },
+  };
 }
 
 export async function run(): Promise<BenchResult[]> {
