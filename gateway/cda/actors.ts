@@ -9,10 +9,11 @@
  */
 import type { CodeableConcept, Coding, Device, DeviceDeviceName, Identifier, Organization, Practitioner, PractitionerRole, RelatedPerson } from '@medplum/fhirtypes';
 import type { ConversionContext, KnownRole, Ref } from './context.js';
-import { address, coding, concept, contactPoint, humanName, idKey, identifier, isNull, isText } from './datatypes.js';
+import { address, administrativeGender, coding, concept, contactPoint, humanName, idKey, identifier, isNull, isText } from './datatypes.js';
 import {
   FR_CORE_V2_0203, OID_AUTHOR_SPECIALTY, OID_IDNST, OID_RPPS_IDNPS, TRE_G15, TRE_R38,
 } from './terminology.js';
+import { date } from './time.js';
 import { attr, child, children, text, type XElement } from './xml.js';
 import { own } from '../util/own.js';
 
@@ -244,13 +245,48 @@ export function relatedPersonRef(ctx: ConversionContext, el: XElement, person: X
     const rp = existing.resource as RelatedPerson;
     const known = new Set((rp.relationship ?? []).map((r) => JSON.stringify(r)));
     for (const r of relationship) if (!known.has(JSON.stringify(r))) (rp.relationship ??= []).push(r);
+    addTraits(ctx, rp, person);
     return { reference: existing.fullUrl };
   }
   const rp: RelatedPerson = { resourceType: 'RelatedPerson', patient: ctx.patient ?? {} };
   if (relationship.length) rp.relationship = relationship;
   if (name) rp.name = [name];
   if (telecom.length) rp.telecom = telecom;
+  addTraits(ctx, rp, person);
   if (addr.length) rp.address = addr;
+  return ctx.add(rp, key);
+}
+
+/** Gender and birth date, where the person element gives them and the RelatedPerson has none yet. */
+function addTraits(ctx: ConversionContext, rp: RelatedPerson, person: XElement | undefined): void {
+  const gender = administrativeGender(person);
+  if (gender && !rp.gender) rp.gender = gender;
+  const birthDate = date(ctx, child(person, 'birthTime'));
+  if (birthDate && !rp.birthDate) rp.birthDate = birthDate;
+}
+
+/**
+ * subject/relatedSubject (the patient's mother, father… in a child health certificate) →
+ * RelatedPerson: the same one as the informant or guardian of that name; unnamed, the one
+ * RelatedPerson already holding that relationship ("the mother" is one person in a document), else
+ * a RelatedPerson of its own.
+ */
+export function relatedSubjectRef(ctx: ConversionContext, related: XElement): Ref {
+  const relationship = concept(ctx, child(related, 'code'));
+  const person = child(related, 'subject');
+  const code = relationship?.coding?.[0]?.code;
+  if (!humanName(child(person, 'name')) && code) {
+    const holders = ctx.emitted.filter((e) => e.resource.resourceType === 'RelatedPerson'
+      && (e.resource as RelatedPerson).relationship?.some((r) => r.coding?.some((c) => c.code === code)));
+    if (holders.length === 1 && holders[0]) return { reference: holders[0].fullUrl };
+  }
+  const found = relatedPersonRef(ctx, related, person, relationship ? [relationship] : []);
+  if (found) return found;
+  const key = `related-subject:${code ?? relationship?.text ?? ''}`;
+  const existing = ctx.get('RelatedPerson', key);
+  if (existing) return { reference: existing.fullUrl };
+  const rp: RelatedPerson = { resourceType: 'RelatedPerson', patient: ctx.patient ?? {} };
+  if (relationship) rp.relationship = [relationship];
   return ctx.add(rp, key);
 }
 

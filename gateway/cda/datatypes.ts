@@ -58,6 +58,13 @@ export function coding(el: XElement | undefined): Coding | undefined {
   return c;
 }
 
+/** administrativeGenderCode (HL7 v3 AdministrativeGender, with the unknowns of NullFlavor) → FHIR gender. */
+const GENDER: Readonly<Record<string, 'male' | 'female' | 'other' | 'unknown'>> = { M: 'male', F: 'female', UN: 'other', U: 'unknown', UNK: 'unknown' };
+
+export function administrativeGender(person: XElement | undefined): 'male' | 'female' | 'other' | 'unknown' | undefined {
+  return own(GENDER, attr(child(person, 'administrativeGenderCode'), 'code'));
+}
+
 /** CD → CodeableConcept: the code, its translations, and originalText (resolving `#id` references). */
 export function concept(ctx: ConversionContext, el: XElement | undefined): CodeableConcept | undefined {
   if (!el) return undefined;

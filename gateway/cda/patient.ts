@@ -12,7 +12,7 @@ import type { CodeableConcept, Extension, HumanName, Identifier, Patient } from 
 import { checkInsKey } from '../identity/ins.js';
 import { organizationRef, relatedPersonRef } from './actors.js';
 import type { ConversionContext, Ref } from './context.js';
-import { address, concept, contactPoint, identifier, isText } from './datatypes.js';
+import { address, administrativeGender, concept, contactPoint, identifier, isText } from './datatypes.js';
 import {
   FR_CORE_SD, FR_CORE_V2_0203, OID_INS_NIA, OID_INS_NIR, OID_INS_NIR_DEMO, OID_INS_NIR_TEST, TRE_R13, V2_0203,
 } from './terminology.js';
@@ -27,7 +27,6 @@ const INS_TYPES: Readonly<Record<string, { code: string; use: Identifier['use'] 
   [OID_INS_NIR_DEMO]: { code: 'INS-NIR-DEMO', use: 'official' },
 };
 
-const GENDER: Readonly<Record<string, Patient['gender']>> = { M: 'male', F: 'female', UN: 'other', U: 'unknown', UNK: 'unknown' };
 
 export interface PatientResult {
   ref: Ref;
@@ -69,8 +68,7 @@ export function mapPatient(ctx: ConversionContext, patientRole: XElement): Patie
   if (names.length) p.name = names;
   const telecom = children(patientRole, 'telecom').map(contactPoint).filter((t) => t !== undefined);
   if (telecom.length) p.telecom = telecom;
-  const g = attr(child(person, 'administrativeGenderCode'), 'code');
-  const gender = own(GENDER, g);
+  const gender = administrativeGender(person);
   if (gender) p.gender = gender;
   const birthDate = date(ctx, child(person, 'birthTime'));
   if (birthDate) p.birthDate = birthDate;

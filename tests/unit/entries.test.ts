@@ -889,6 +889,46 @@ describe('observations → Observation', () => {
   });
 });
 
+describe('facts about the patient\'s mother or father (subject/relatedSubject) → Observation.focus', () => {
+  const related = (code: string, display: string, person = ''): string => `<subject typeCode="SBJ"><relatedSubject classCode="PRS">
+    <code code="${code}" displayName="${display}" codeSystem="2.16.840.1.113883.5.111"/><telecom value="tel:0147150000" use="H"/>${person}</relatedSubject></subject>`;
+  const mother = related('MTH', 'Mère', '<subject><name><family>DUPONT</family><given>Marie</given></name><administrativeGenderCode code="F" codeSystem="2.16.840.1.113883.5.1"/><birthTime value="19890531"/></subject>');
+  const observation = (code: string, value: string, subject = ''): string => `<entry><observation classCode="OBS" moodCode="EVN">
+    <code code="${code}" codeSystem="2.16.840.1.113883.6.1"/><statusCode code="completed"/>${value}${subject}</observation></entry>`;
+
+  it('points each such Observation at the RelatedPerson, the patient staying its subject; unnamed, the mother is the one already named', () => {
+    const m = mapSection('29762-2', [
+      observation('74013-4', '<value xsi:type="INT" value="2"/>', mother),
+      observation('8302-2', '<value xsi:type="PQ" value="172" unit="cm"/>', related('MTH', 'Mère')),
+      observation('11341-5', '<value xsi:type="ST">Ingénieur</value>', related('FTH', 'Père')),
+      observation('8302-2', '<value xsi:type="PQ" value="51" unit="cm"/>'),
+    ].join(''));
+    const observations = of<Observation>(m, 'Observation');
+    const people = of<RelatedPerson>(m, 'RelatedPerson');
+    expect(observations.every((o) => o.subject?.reference === PATIENT)).toBe(true);
+    const [alcohol, height, job, own] = observations.map((o) => o.focus?.map((f) => m.ctx.resolve(f)));
+    expect(own).toBeUndefined(); // the child's own height
+    expect(people).toHaveLength(2);
+    const [mtm, ftm] = people;
+    expect(mtm).toMatchObject({ name: [{ family: 'DUPONT', given: ['Marie'] }], gender: 'female', birthDate: '1989-05-31', patient: { reference: PATIENT } });
+    expect(mtm?.relationship?.[0]?.coding?.[0]).toMatchObject({ system: 'http://terminology.hl7.org/CodeSystem/v3-RoleCode', code: 'MTH' });
+    expect(ftm?.relationship?.[0]?.coding?.[0]?.code).toBe('FTH');
+    expect(alcohol?.[0]).toBe(mtm);
+    expect(height?.[0]).toBe(mtm);
+    expect(job?.[0]).toBe(ftm);
+    for (const r of m.resources) expect(validateResource(r), r.resourceType).toEqual([]);
+  });
+
+  it('applies a section\'s subject to its entries (context conduction), and reports what cannot say it', () => {
+    const m = mapSection('10162-6', `${mother}${observation('11996-6', '<value xsi:type="INT" value="1"/>')}
+      <entry><procedure classCode="PROC" moodCode="EVN"><code code="11466000" displayName="Césarienne" codeSystem="2.16.840.1.113883.6.96"/><statusCode code="completed"/></procedure></entry>`);
+    const [gravidity] = of<Observation>(m, 'Observation');
+    expect(m.ctx.resolve(gravidity?.focus?.[0] ?? {})?.resourceType).toBe('RelatedPerson');
+    expect(of<Procedure>(m, 'Procedure')).toEqual([]);
+    expect(m.diagnostics.some((d) => d.includes('procedure 11466000 about Mère, not the patient'))).toBe(true);
+  });
+});
+
 // ---------------------------------------------------------------- care plan
 
 describe('checklist narratives: the answer cell an entry points to never names the concept', () => {

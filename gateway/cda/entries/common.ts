@@ -9,7 +9,7 @@
  */
 import type { CodeableConcept, Extension, Identifier } from '@medplum/fhirtypes';
 import type { ConversionContext, Ref } from '../context.js';
-import { personOf, practitionerRoleRef } from '../actors.js';
+import { personOf, practitionerRoleRef, relatedSubjectRef } from '../actors.js';
 import { concept, identifier, isAnswer, namingText, narrativeTarget, rowLabel } from '../datatypes.js';
 import { dateTime } from '../time.js';
 import { DATA_ABSENT_REASON } from '../terminology.js';
@@ -201,6 +201,26 @@ export function describe(el: XElement): string {
   const m = attr(el, 'moodCode');
   const code = attr(child(el, 'code'), 'code');
   return `${el.name}${code ? ` ${code}` : ''}${m && m !== 'EVN' ? ` (moodCode ${m})` : ''}`;
+}
+
+/**
+ * The relatedSubject a statement is about, when it is not the patient: CDA R2 subject
+ * participation on the statement, on an act it is nested in or on its section (or an enclosing
+ * one), the nearest one applying (context conduction). A child health certificate states the
+ * mother's weight, schooling or pregnancy this way, in the child's document.
+ */
+export function relatedSubjectOf(el: XElement): XElement | undefined {
+  for (let cur: XElement | undefined = el; cur && cur.name !== 'structuredBody'; cur = cur.parent) {
+    const related = child(child(cur, 'subject'), 'relatedSubject');
+    if (related) return related;
+  }
+  return undefined;
+}
+
+/** Observation.focus for a statement about a relatedSubject (R4: what the observation is about when not its subject). */
+export function focusOf(ctx: ConversionContext, el: XElement): Ref[] | undefined {
+  const related = relatedSubjectOf(el);
+  return related ? [relatedSubjectRef(ctx, related)] : undefined;
 }
 
 export function notMapped(ctx: ConversionContext, what: string, sectionCode: string | undefined, el: XElement): void {

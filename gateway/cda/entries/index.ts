@@ -26,11 +26,11 @@
  */
 import type { CodeableConcept, Reference } from '@medplum/fhirtypes';
 import type { ConversionContext } from '../context.js';
-import { child, children, text, type XElement } from '../xml.js';
+import { attr, child, children, text, type XElement } from '../xml.js';
 import { mapAllergyEntry } from './allergies.js';
 import { ATTACHED_DOCUMENT, isAttachedDocument, mapAnnexEntry } from './annexes.js';
 import { isPlanned, mapCarePlan } from './careplan.js';
-import { describe, notMapped, statementOf, templates } from './common.js';
+import { describe, notMapped, relatedSubjectOf, statementOf, templates } from './common.js';
 import { isAllergyConcern, isConcernAct } from './concern.js';
 import { mapProblemEntry } from './conditions.js';
 import { isCoverage, mapCoverage } from './coverage.js';
@@ -121,6 +121,15 @@ function mapStatement(ctx: ConversionContext, st: XElement, entry: XElement, sec
   const notClinical = own(NOT_CLINICAL, code);
   if (notClinical) {
     notMapped(ctx, notClinical, sectionCode, st);
+    return [];
+  }
+  // About the patient's mother, father…: an Observation says so (focus); the other resources mapped
+  // here have no R4 element for it, and would state the fact of the patient.
+  const related = relatedSubjectOf(st);
+  const observation = st.name === 'organizer' || (st.name === 'observation' && !ALLERGIES.has(code) && !PROBLEMS.has(code) && code !== DEVICES);
+  if (related && !observation) {
+    const who = attr(child(related, 'code'), 'displayName') ?? attr(child(related, 'code'), 'code') ?? 'a related person';
+    notMapped(ctx, `${describe(st)} about ${who}, not the patient,`, sectionCode, st);
     return [];
   }
   const category = categoryFor(sectionCode, st, entry);

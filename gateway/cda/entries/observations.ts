@@ -18,7 +18,7 @@ import { concept, isNull, quantity } from '../datatypes.js';
 import { dateTime, effective, period, toInstant } from '../time.js';
 import { attr, child, children, text, pathOf, type XElement } from '../xml.js';
 import {
-  absentConcept, author, DAR_SYSTEM, commentText, describe, entryName, entryText, identifiers, isNegated, mood, notMapped, performers,
+  absentConcept, author, DAR_SYSTEM, commentText, describe, entryName, entryText, focusOf, identifiers, isNegated, mood, notMapped, performers,
   requiredConcept, statementOf, statusOf, templates, xsiType,
 } from './common.js';
 import { own } from '../../util/own.js';
@@ -254,6 +254,8 @@ export function mapObservation(ctx: ConversionContext, obs: XElement, opts: Obse
   if (ids.length) o.identifier = ids;
   if (opts.category) o.category = [opts.category];
   if (ctx.patient) o.subject = ctx.patient;
+  const focus = focusOf(ctx, obs);
+  if (focus) o.focus = focus;
   if (ctx.encounter) o.encounter = ctx.encounter;
   const eff = effective(ctx, child(obs, 'effectiveTime'));
   const time = eff.dateTime || eff.period ? eff : effective(ctx, opts.inheritedEffective);
@@ -370,6 +372,8 @@ export function mapOrganizer(ctx: ConversionContext, org: XElement, opts: Observ
   if (ids.length) panel.identifier = ids;
   if (opts.category) panel.category = [opts.category];
   if (ctx.patient) panel.subject = ctx.patient;
+  const focus = focusOf(ctx, org);
+  if (focus) panel.focus = focus;
   if (ctx.encounter) panel.encounter = ctx.encounter;
   const eff = effective(ctx, child(org, 'effectiveTime'));
   if (eff.dateTime) panel.effectiveDateTime = eff.dateTime;
