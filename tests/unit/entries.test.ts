@@ -835,6 +835,10 @@ describe('observations → Observation', () => {
   it('a microbiology results act (specimen collection, isolate cluster, susceptibility battery) yields its observations', () => {
     const m = mapSection('18725-2', `<entry typeCode="DRIV"><templateId root="1.3.6.1.4.1.19376.1.3.1"/><templateId root="1.2.250.1.213.1.1.3.21"/>
       <act classCode="ACT" moodCode="EVN"><code code="18725-2" codeSystem="2.16.840.1.113883.6.1"/><statusCode code="completed"/>
+        <performer typeCode="PRF"><templateId root="1.2.250.1.213.1.1.3.23"/><time value="202401041050+0100"/><assignedEntity>
+          <id root="1.2.250.1.71.4.2.1" extension="801234567833"/><assignedPerson><name><given>Anne</given><family>EXECUTANTE</family></name></assignedPerson>
+          <representedOrganization><id root="1.2.250.1.71.4.2.2" extension="1120456733"/><name>LABORATOIRE SOUS-TRAITANT</name></representedOrganization>
+        </assignedEntity></performer>
         <participant typeCode="AUTHEN"><time><high value="202401041120+0100"/></time><participantRole><id root="1.2.250.1.71.4.2.1" extension="801234567898"/>
           <playingEntity><name><given>Jean</given><family>DE SANTS</family></name></playingEntity></participantRole></participant>
         <entryRelationship typeCode="COMP"><procedure classCode="PROC" moodCode="EVN"><templateId root="1.3.6.1.4.1.19376.1.3.1.2"/>
@@ -879,6 +883,13 @@ describe('observations → Observation', () => {
     const role = resolve(report.resultsInterpreter?.[0]);
     const biologist = role?.resourceType === 'PractitionerRole' ? resolve(role.practitioner) : undefined;
     expect(biologist).toMatchObject({ resourceType: 'Practitioner', name: [{ family: 'DE SANTS' }] });
+    // The laboratory that did the analyses (FR-Laboratoire-executant, a subcontractor here) performs the report.
+    const executing = resolve(report.performer?.[0]);
+    expect(executing?.resourceType).toBe('PractitionerRole');
+    if (executing?.resourceType === 'PractitionerRole') {
+      expect(resolve(executing.organization)).toMatchObject({ name: 'LABORATOIRE SOUS-TRAITANT' });
+      expect(resolve(executing.practitioner)).toMatchObject({ name: [{ family: 'EXECUTANTE' }] });
+    }
     expect(m.codes).not.toContain('ENTRY_NOT_MAPPED');
     // The isolate: a panel whose value is the microorganism, its counts and susceptibilities as members.
     const isolate = all.find((o) => o.valueCodeableConcept) as Observation;
@@ -906,7 +917,7 @@ describe('facts about the patient\'s mother or father (subject/relatedSubject) �
     const observations = of<Observation>(m, 'Observation');
     const people = of<RelatedPerson>(m, 'RelatedPerson');
     expect(observations.every((o) => o.subject?.reference === PATIENT)).toBe(true);
-    const [alcohol, height, job, own] = observations.map((o) => o.focus?.map((f) => m.ctx.resolve(f)));
+    const [alcohol, height, job, own] = observations.map((o) => o.focus?.map((f) => m.ctx.resolve({ reference: f.reference ?? '' })));
     expect(own).toBeUndefined(); // the child's own height
     expect(people).toHaveLength(2);
     const [mtm, ftm] = people;
@@ -923,7 +934,7 @@ describe('facts about the patient\'s mother or father (subject/relatedSubject) �
     const m = mapSection('10162-6', `${mother}${observation('11996-6', '<value xsi:type="INT" value="1"/>')}
       <entry><procedure classCode="PROC" moodCode="EVN"><code code="11466000" displayName="Césarienne" codeSystem="2.16.840.1.113883.6.96"/><statusCode code="completed"/></procedure></entry>`);
     const [gravidity] = of<Observation>(m, 'Observation');
-    expect(m.ctx.resolve(gravidity?.focus?.[0] ?? {})?.resourceType).toBe('RelatedPerson');
+    expect(m.ctx.resolve({ reference: gravidity?.focus?.[0]?.reference ?? '' })?.resourceType).toBe('RelatedPerson');
     expect(of<Procedure>(m, 'Procedure')).toEqual([]);
     expect(m.diagnostics.some((d) => d.includes('procedure 11466000 about Mère, not the patient'))).toBe(true);
   });

@@ -9,6 +9,8 @@
  *   its batteries and results (the top-level Observations) → result
  *   its specimen collections                                → specimen
  *   its comments (FR-Commentaire-ER: "Traitement immédiat") → conclusion (R4 has no note)
+ *   performer PRF (FR-Laboratoire-executant: the laboratory that did the analyses, a
+ *     subcontractor as the case may be)                    → performer (its person's role there)
  *   participant AUTHEN (FR-Participant: the biologist who validated) → resultsInterpreter, and its
  *     time (the validation) → issued, when it is a full instant
  *   the one specimen's collection time                      → effectiveDateTime (the clinically
@@ -21,7 +23,7 @@ import type { ConversionContext, Ref } from '../context.js';
 import { LOINC } from '../terminology.js';
 import { dateTime, toInstant } from '../time.js';
 import { attr, child, children, pathOf, type XElement } from '../xml.js';
-import { actorRef, identifiers, requiredConcept, statusOf } from './common.js';
+import { actorRef, identifiers, performers, requiredConcept, statusOf } from './common.js';
 import { own } from '../../util/own.js';
 
 const STATUS: Readonly<Record<string, DiagnosticReport['status']>> = {
@@ -63,6 +65,8 @@ export function mapResultsReport(ctx: ConversionContext, act: XElement, parts: R
   const validated = dateTime(ctx, time) ?? dateTime(ctx, child(time, 'high')) ?? dateTime(ctx, child(time, 'low'));
   const issued = validated && toInstant(validated);
   if (issued) r.issued = issued;
+  const executing = performers(ctx, act, INTERPRETERS);
+  if (executing.length) r.performer = executing;
   const interpreter = actorRef(ctx, child(validator, 'participantRole'), INTERPRETERS);
   if (interpreter) r.resultsInterpreter = [interpreter];
   if (parts.specimens.length) r.specimen = parts.specimens;
