@@ -425,6 +425,19 @@ describe('treatments → MedicationStatement', () => {
       ${AUTHOR}${opts.extra ?? ''}
     </substanceAdministration></entry>`;
 
+  it('dates a single administration by a later effectiveTime that is a point in time (CSE: date of the injection)', () => {
+    const injection = treatment().replace('<effectiveTime xsi:type="IVL_TS"><low value="20240101"/><high value="20240131"/></effectiveTime>', '<effectiveTime xsi:type="IVL_TS"><low nullFlavor="NA"/><high nullFlavor="NA"/></effectiveTime>')
+      .replace(/<effectiveTime xsi:type="PIVL_TS"[^]*?<\/effectiveTime>/, '<effectiveTime operator="A" value="202105030830+0200"/>');
+    const ms = one<MedicationStatement>(mapSection('10183-2', injection), 'MedicationStatement');
+    expect(ms.effectiveDateTime).toBe('2021-05-03T08:30:00+02:00');
+    expect(ms.dosage?.[0]?.timing).toBeUndefined();
+    // With a duration of its own, the treatment keeps it.
+    const dated = treatment().replace(/<effectiveTime xsi:type="PIVL_TS"[^]*?<\/effectiveTime>/, '<effectiveTime operator="A" value="202401030830+0100"/>');
+    const kept = one<MedicationStatement>(mapSection('10183-2', dated), 'MedicationStatement');
+    expect(kept.effectivePeriod).toEqual({ start: '2024-01-01', end: '2024-01-31' });
+    expect(kept.effectiveDateTime).toBeUndefined();
+  });
+
   it('maps product, period, frequency, dose, rate, max dose, route, text and source', () => {
     const m = mapSection('10183-2', treatment(), '<content ID="med1">DOLIPRANE 1 cp toutes les 8 h</content>');
     expectValid(m);

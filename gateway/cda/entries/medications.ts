@@ -20,7 +20,7 @@
 import type { CodeableConcept, Dosage, DosageDoseAndRate, MedicationStatement, Period, Quantity, Range, TimingRepeat } from '@medplum/fhirtypes';
 import type { ConversionContext, Ref } from '../context.js';
 import { concept, isAnswer, isNull } from '../datatypes.js';
-import { effective, period } from '../time.js';
+import { dateTime, effective, period } from '../time.js';
 import { attr, child, children, pathOf, text, type XElement } from '../xml.js';
 import {
   author, commentText, describe, entryText, identifiers, isNegated, mood, notMapped, requiredConcept, statementOf,
@@ -144,6 +144,16 @@ function repeatOf(ctx: ConversionContext, sa: XElement, sectionCode: string | un
     readRepeat(ctx, et, type, repeat, sectionCode);
   }
   return Object.keys(repeat).length ? repeat : undefined;
+}
+
+/**
+ * A later effectiveTime that is a point in time, not a timing (CI-SIS child health certificate:
+ * `<effectiveTime operator="A" value="…"/>`, "Date de l'injection"): the one administration's
+ * date, for a treatment whose duration says nothing.
+ */
+function administrationInstant(ctx: ConversionContext, sa: XElement): string | undefined {
+  const point = children(sa, 'effectiveTime').slice(1).find((et) => !timingType(et) && attr(et, 'value'));
+  return point && dateTime(ctx, point);
 }
 
 /** The GTS type of an effectiveTime or SXPR_TS component: xsi:type, else guessed from its children. */
@@ -278,6 +288,8 @@ export function mapMedicationStatement(ctx: ConversionContext, sa: XElement, sec
   // Without an interval of its own, the treatment lasts as long as its timing's bounds (SXPR_TS).
   const bounds = main?.timing?.repeat?.boundsPeriod;
   if (bounds && !ms.effectiveDateTime && !ms.effectivePeriod) ms.effectivePeriod = bounds;
+  const instant = administrationInstant(ctx, sa);
+  if (instant && !ms.effectiveDateTime && !ms.effectivePeriod) ms.effectiveDateTime = instant;
 
   for (const rel of children(sa, 'entryRelationship')) {
     const st = statementOf(rel);
