@@ -4,13 +4,13 @@
  * FHIR R4 Composition (cmp-*) and FR document core (FRCompositionDocument) rules; DOMAIN.md §4.
  */
 import type {
-  Composition, CompositionAttester, CompositionEvent, CompositionRelatesTo, Encounter, Extension, Location, Meta, Patient,
+  CodeableConcept, Composition, CompositionAttester, CompositionEvent, CompositionRelatesTo, Encounter, EncounterParticipant, Extension, Location, Meta, Patient,
 } from '@medplum/fhirtypes';
 import { organizationRef, practitionerRoleRef, relatedEntityRef } from './actors.js';
 import type { ConversionContext, Ref } from './context.js';
 import { PasserelleError } from '../errors.js';
 import { address, coding, concept, identifier, isNull } from './datatypes.js';
-import { ACT_CODE, DATA_ABSENT_REASON, PASSERELLE_FHIR } from './terminology.js';
+import { ACT_CODE, DATA_ABSENT_REASON, PARTICIPATION_TYPE, PASSERELLE_FHIR } from './terminology.js';
 import { dateTime, period } from './time.js';
 import { at, attr, child, children, text, type XElement } from './xml.js';
 import { own } from '../util/own.js';
@@ -176,7 +176,7 @@ function mapEncounter(ctx: ConversionContext, ee: XElement | undefined): Ref | u
   ].filter((x) => x.ref);
   if (participants.length) {
     enc.participant = participants.map((x) => ({
-      type: [{ coding: [{ system: 'http://terminology.hl7.org/CodeSystem/v3-ParticipationType', code: x.type }] }],
+      type: [{ coding: [{ system: PARTICIPATION_TYPE, code: x.type }] }],
       individual: x.ref,
     }));
   }
@@ -190,6 +190,20 @@ function mapEncounter(ctx: ConversionContext, ee: XElement | undefined): Ref | u
   const disposition = concept(ctx, child(ee, 'dischargeDispositionCode'));
   if (disposition) enc.hospitalization = { dischargeDisposition: disposition };
   return ctx.add(enc, 'encounter');
+}
+
+/**
+ * A header participant who is a professional (a lab report's prescriber, typeCode REF with the
+ * prescription date; its sampler, PRF with functionCode PRELV and the sampling time; a
+ * correspondent, CON) → Encounter.participant: the typeCode is a v3 ParticipationType code, as R4
+ * Encounter.participant.type expects, the functionCode a second type, the time its period.
+ */
+function encounterParticipant(ctx: ConversionContext, part: XElement, individual: Ref): EncounterParticipant {
+  const type: CodeableConcept[] = [{ coding: [{ system: PARTICIPATION_TYPE, code: attr(part, 'typeCode')?.trim() || 'PART' }] }];
+  const fn = concept(ctx, child(part, 'functionCode'));
+  if (fn) type.push(fn);
+  const when = period(ctx, child(part, 'time'));
+  return { type, ...(when ? { period: when } : {}), individual };
 }
 
 function mapLocation(ctx: ConversionContext, facility: XElement): Ref | undefined {
@@ -210,15 +224,18 @@ function mapLocation(ctx: ConversionContext, facility: XElement): Ref | undefine
 }
 
 /**
- * participant (PCP → Patient.generalPractitioner), informant (relatedEntity → RelatedPerson,
- * assignedEntity → PractitionerRole) and informationRecipient (PractitionerRole, listed on the
- * Composition by a recipient extension so that routing can read them).
+ * participant (PCP → Patient.generalPractitioner; any other professional → a participant of the
+ * Encounter, see encounterParticipant), informant (relatedEntity → RelatedPerson, assignedEntity
+ * → PractitionerRole) and informationRecipient (PractitionerRole, listed on the Composition by a
+ * recipient extension so that routing can read them).
  */
 function mapParticipants(ctx: ConversionContext, doc: XElement, patient: Patient, composition: Composition): void {
+  const encounter = ctx.resolve(ctx.encounter);
   for (const part of children(doc, 'participant')) {
     const ref = practitionerRoleRef(ctx, child(part, 'associatedEntity'));
     const fn = attr(child(part, 'functionCode'), 'code');
     if (ref && fn === 'PCP') (patient.generalPractitioner ??= []).push(ref);
+    else if (ref && encounter?.resourceType === 'Encounter') (encounter.participant ??= []).push(encounterParticipant(ctx, part, ref));
     else if (!ref) {
       const entity = child(part, 'associatedEntity');
       if (entity && !isNull(entity) && child(entity, 'associatedPerson')) relatedEntityRef(ctx, entity);

@@ -64,6 +64,7 @@ export const OID = /^[0-2](\.(0|[1-9][0-9]*))+$/;
 
 export const LOINC = 'http://loinc.org';
 export const ACT_CODE = `${V3}ActCode`;
+export const PARTICIPATION_TYPE = `${V3}ParticipationType`;
 export const FR_CORE_V2_0203 = 'https://hl7.fr/ig/fhir/core/CodeSystem/fr-core-cs-v2-0203';
 export const V2_0203 = 'http://terminology.hl7.org/CodeSystem/v2-0203';
 export const TRE_G15 = TRE('TRE_G15-ProfessionSante');

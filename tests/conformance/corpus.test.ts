@@ -3,7 +3,7 @@
  * checked by our schema (inside convertCda) and by an independent validator (R4
  * StructureDefinitions via @medplum/core, plus document-Bundle rules).
  */
-import type { Bundle, Composition, Organization, Patient, Practitioner, PractitionerRole, Resource } from '@medplum/fhirtypes';
+import type { Bundle, Composition, Encounter, Organization, Patient, Practitioner, PractitionerRole, Resource } from '@medplum/fhirtypes';
 import { describe, expect, it } from 'vitest';
 import { convertCda } from '../../gateway/cda/convert.js';
 import { corpusDocument, loadCorpus } from '../support/corpus.js';
@@ -132,6 +132,19 @@ describe('ANS corpus', () => {
     expect(docRef.content[0]?.attachment.contentType).toBe('application/pdf');
     const pdf = resolve<Resource & { data: string }>(bundle, docRef.content[0]?.attachment.url);
     expect(Buffer.from(pdf.data, 'base64').subarray(0, 5).toString('latin1')).toBe('%PDF-');
+  });
+
+  it('CR-BIO: the prescriber and the sampler take part in the encounter, with the prescription and sampling times', () => {
+    const { bundle } = convertCda(corpusDocument('BIO-CR-BIO_2024.01_TSH_1.xml'));
+    const encounter = bundle.entry?.find((e) => e.resource?.resourceType === 'Encounter')?.resource as Encounter;
+    const who = (code: string): { family?: string; rpps?: string; period?: unknown; function?: string } => {
+      const p = encounter.participant?.find((x) => x.type?.[0]?.coding?.[0]?.code === code);
+      const role = resolve<PractitionerRole>(bundle, p?.individual?.reference);
+      const practitioner = resolve<Practitioner>(bundle, role.practitioner?.reference);
+      return { family: practitioner.name?.[0]?.family, rpps: practitioner.identifier?.[0]?.value, period: p?.period, function: p?.type?.[1]?.coding?.[0]?.code };
+    };
+    expect(who('REF')).toEqual({ family: 'CHARLES', rpps: '810002422979', period: { end: '2021-01-01T16:05:27+01:00' }, function: undefined });
+    expect(who('PRF')).toEqual({ family: 'BLEEDER', rpps: '801234567893', period: { end: '2021-01-04T07:35:00+01:00' }, function: 'PRELV' });
   });
 
   it('LDL-SES: the same RPPS under two names stays two practitioners, and is reported', () => {
