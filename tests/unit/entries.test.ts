@@ -913,6 +913,23 @@ describe('observations → Observation', () => {
   });
 });
 
+describe('the detection kit of a result (participant DEV) → Observation.device', () => {
+  it('gives each result its kit as a Device, one Device per kit in the document', () => {
+    const kit = `<participant typeCode="DEV"><participantRole classCode="MANU"><playingDevice>
+      <code code="VHEDA1GUR01LX" displayName="ABBOTT - Alinity m HR HPV AMP Kit" codeSystem="1.2.250.1.213.2.3.5"/></playingDevice></participantRole></participant>`;
+    const result = (code: string, extra: string): string => `<entry><observation classCode="OBS" moodCode="EVN"><code code="${code}" codeSystem="2.16.840.1.113883.6.1"/>
+      <statusCode code="completed"/><value xsi:type="CD" code="260385009" codeSystem="2.16.840.1.113883.6.96"/>${extra}</observation></entry>`;
+    const m = mapSection('18725-2', result('77379-6', kit) + result('77400-0', kit) + result('77399-4', ''));
+    expectValid(m);
+    const [a, b, c] = of<Observation>(m, 'Observation');
+    const device = one<Device>(m, 'Device');
+    expect(device.type?.coding?.[0]).toMatchObject({ system: 'urn:oid:1.2.250.1.213.2.3.5', code: 'VHEDA1GUR01LX' });
+    expect(a?.device?.reference).toBe(urlOf(m, device));
+    expect(b?.device?.reference).toBe(urlOf(m, device));
+    expect(c?.device).toBeUndefined();
+  });
+});
+
 describe('facts about the patient\'s mother or father (subject/relatedSubject) → Observation.focus', () => {
   const related = (code: string, display: string, person = ''): string => `<subject typeCode="SBJ"><relatedSubject classCode="PRS">
     <code code="${code}" displayName="${display}" codeSystem="2.16.840.1.113883.5.111"/><telecom value="tel:0147150000" use="H"/>${person}</relatedSubject></subject>`;

@@ -267,6 +267,8 @@ export function mapObservation(ctx: ConversionContext, obs: XElement, opts: Obse
   if (unique.length) o.performer = unique;
   const issued = by.time ? toInstant(by.time) : undefined;
   if (issued) o.issued = issued;
+  const device = analysisDevice(ctx, obs);
+  if (device) o.device = device;
 
   const values = children(obs, 'value');
   if (values.length > 1) {
@@ -354,6 +356,19 @@ function isolateOrganism(ctx: ConversionContext, org: XElement): CodeableConcept
  * An organizer (battery, vital-signs cluster) → a panel Observation with one member per
  * component observation (nested organizers become nested panels). Returns the panel first.
  */
+/**
+ * participant DEV (IHE PaLM, CI-SIS DEP-CCU: the detection kit or analyser, `playingDevice/code`)
+ * → a Device of that type, one per code in the document, as Observation.device.
+ */
+function analysisDevice(ctx: ConversionContext, obs: XElement): Ref | undefined {
+  const part = children(obs, 'participant').find((p) => attr(p, 'typeCode') === 'DEV');
+  const type = concept(ctx, child(child(child(part, 'participantRole'), 'playingDevice'), 'code'));
+  if (!type) return undefined;
+  const key = `analysis-device:${type.coding?.[0]?.system ?? ''}|${type.coding?.[0]?.code ?? type.text ?? ''}`;
+  const known = ctx.get('Device', key);
+  return known ? { reference: known.fullUrl } : ctx.add({ resourceType: 'Device', type }, key);
+}
+
 export function mapOrganizer(ctx: ConversionContext, org: XElement, opts: ObservationOptions): Ref[] {
   if (mood(org) !== 'EVN') {
     notMapped(ctx, `Planned ${describe(org)}`, opts.sectionCode, org);
