@@ -1275,6 +1275,13 @@ describe('patient transfer → the Encounter\'s destination', () => {
     expect(m.codes).not.toContain('ENTRY_NOT_MAPPED');
   });
 
+  it('adds the kind of unit (the act code\'s translation, CSE) to the destination\'s types', () => {
+    const toUnit = transfer.replace('codeSystem="2.16.840.1.113883.6.1"/><statusCode', `codeSystem="2.16.840.1.113883.6.1">
+      <translation code="405269005" displayName="unité de soins intensifs néonatals" codeSystem="2.16.840.1.113883.6.96"/></code><statusCode`);
+    const destination = one<Location>(mapSection('42545-4', toUnit, '<paragraph>x</paragraph>', withEncounter), 'Location');
+    expect(destination.type?.map((t) => t.coding?.[0]?.code)).toEqual(['SA01', '405269005']);
+  });
+
   it('is reported when the document has no encounter to carry it', () => {
     const m = mapSection('42545-4', transfer);
     expect(m.resources).toEqual([]);

@@ -60,6 +60,12 @@ export function mapPatientTransfer(ctx: ConversionContext, act: XElement, sectio
     notMapped(ctx, `${describe(act)} (patient transfer) whose destination has no identifier, name or address`, sectionCode, act);
     return [];
   }
+  // The kind of unit the patient goes to (CI-SIS: a translation of the act code, from
+  // JDV_TypeService: "unité de soins intensifs néonatals") is a type of the destination too.
+  for (const t of children(child(act, 'code'), 'translation')) {
+    const unit = concept(ctx, t);
+    if (unit) (loc.type ??= []).push(unit);
+  }
   const ref = ctx.add(loc, pathOf(act));
   encounter.hospitalization = { ...encounter.hospitalization, destination: ref };
   return [ref];
