@@ -1050,6 +1050,14 @@ describe('checklist narratives: the answer cell an entry points to never names t
 });
 
 describe('care plan → CarePlan', () => {
+  it('plans an act NOT to be done (negationInd on the intent) as doNotPerform', () => {
+    const m = mapSection('18776-5', `
+      <entry><procedure classCode="PROC" moodCode="INT" negationInd="true"><code code="ORG-085" displayName="Vaccination BCG" codeSystem="1.2.250.1.213.1.1.4.322"/><statusCode code="active"/></procedure></entry>
+      <entry><procedure classCode="PROC" moodCode="INT"><code code="ORG-086" codeSystem="1.2.250.1.213.1.1.4.322"/><statusCode code="active"/></procedure></entry>`);
+    expectValid(m);
+    expect(one<CarePlan>(m, 'CarePlan').activity?.map((a) => a.detail?.doNotPerform)).toEqual([true, undefined]);
+  });
+
   it('collects the planned entries of 18776-5 into one CarePlan, in place', () => {
     const m = mapSection('18776-5', `
       <entry><procedure classCode="PROC" moodCode="INT"><code code="ECQH010" displayName="Angioscanner thoracique" codeSystem="1.2.250.1.215.300.1"/>

@@ -9,14 +9,14 @@
  * active → not-started (an APT appointment → scheduled), completed → completed, cancelled,
  * aborted → stopped, suspended → on-hold, nullified → entered-in-error; absent → unknown
  * (reported). The CarePlan status follows its activities: any still to do → active; all done or
- * called off → completed; otherwise unknown (reported).
+ * called off → completed; otherwise unknown (reported). A negated intent → doNotPerform.
  */
 import type { CarePlan, CarePlanActivity, CarePlanActivityDetail } from '@medplum/fhirtypes';
 import type { ConversionContext, Ref } from '../context.js';
 import { concept } from '../datatypes.js';
 import { period } from '../time.js';
 import { attr, child, children, pathOf, text, type XElement } from '../xml.js';
-import { actorRef, checklistRow, commentText, describe, entryName, identifiers, mood, notMapped, performers, statementOf, statusOf, templates, xsiType } from './common.js';
+import { actorRef, checklistRow, commentText, describe, entryName, identifiers, isNegated, mood, notMapped, performers, statementOf, statusOf, templates, xsiType } from './common.js';
 import { productOf } from './medications.js';
 import { own } from '../../util/own.js';
 
@@ -66,6 +66,9 @@ function activityOf(ctx: ConversionContext, st: XElement, sectionCode: string | 
     status = 'unknown';
   }
   const detail: CarePlanActivityDetail = { status };
+  // negationInd on an intent: the act is planned NOT to be done (CDA R2 Act.negationInd), which R4
+  // says with doNotPerform (a modifier: the activity must not be engaged in).
+  if (isNegated(st)) detail.doNotPerform = true;
   const kind = own(KIND, st.name);
   if (kind) detail.kind = kind;
   const narrative = entryName(ctx, st);
