@@ -266,6 +266,13 @@ describe('problems → Condition', () => {
     expect(m.codes).toContain('ENTRY_INCOMPLETE');
   });
 
+  it('reads an open completed problem concern by its section: active in 11450-4, inactive in the history 11348-0', () => {
+    const completed = concern('completed', problem());
+    expect(one<Condition>(mapSection('11450-4', completed), 'Condition').clinicalStatus?.coding?.[0]?.code).toBe('active');
+    expect(one<Condition>(mapSection('11348-0', completed), 'Condition').clinicalStatus?.coding?.[0]?.code).toBe('inactive');
+    expect(one<Condition>(mapSection('11535-2', completed), 'Condition').clinicalStatus?.extension?.[0]?.valueCode).toBe('unknown');
+  });
+
   it('a nullified problem is entered-in-error without clinical status (con-5)', () => {
     const m = mapSection('11450-4', concern('nullified', problem()));
     expectValid(m);
@@ -352,15 +359,21 @@ describe('allergies → AllergyIntolerance', () => {
     expect(a.note).toEqual([{ text: 'Urticaire à la pénicilline' }]);
   });
 
-  it('food intolerance with a textual description only; completed concern → inactive', () => {
-    const m = mapSection('48765-2', allergy(`<code code="FINT" codeSystem="2.16.840.1.113883.5.4"/><statusCode code="completed"/>
-      <value xsi:type="CD"><originalText><reference value="#al1"/></originalText></value>`, 'completed'),
-    '<content ID="al1">Lactose</content>');
-    expectValid(m);
-    const a = one<AllergyIntolerance>(m, 'AllergyIntolerance');
+  it('food intolerance with a textual description only; a completed concern is inactive only once it has ended', () => {
+    const intolerance = allergy(`<code code="FINT" codeSystem="2.16.840.1.113883.5.4"/><statusCode code="completed"/>
+      <value xsi:type="CD"><originalText><reference value="#al1"/></originalText></value>`, 'completed');
+    const ended = mapSection('48765-2', intolerance.replace('<effectiveTime><low value="2019"/></effectiveTime>', '<effectiveTime><low value="2019"/><high value="2022"/></effectiveTime>'),
+      '<content ID="al1">Lactose</content>');
+    expectValid(ended);
+    const a = one<AllergyIntolerance>(ended, 'AllergyIntolerance');
     expect(a.code).toEqual({ text: 'Lactose' });
     expect([a.type, a.category]).toEqual(['intolerance', ['food']]);
     expect(a.clinicalStatus?.coding?.[0]?.code).toBe('inactive');
+    // Without an end (published ANS documents write "completed" on open concerns): not stated.
+    const open = mapSection('48765-2', intolerance, '<content ID="al1">Lactose</content>');
+    expectValid(open);
+    expect(one<AllergyIntolerance>(open, 'AllergyIntolerance').clinicalStatus?.coding).toBeUndefined();
+    expect(open.codes).toContain('ENTRY_INCOMPLETE');
   });
 
   it('reads the CI-SIS 2024 codes: clinical status, criticality, and a certainty allergies have no code for', () => {

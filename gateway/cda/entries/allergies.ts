@@ -131,7 +131,7 @@ function mapAllergy(ctx: ConversionContext, concern: XElement | undefined, obs: 
   const ids = identifiers(ctx, obs);
   if (ids.length) a.identifier = ids;
   const verif = verification(concern, obs);
-  const status = clinicalStatus(concern, obs);
+  const status = clinicalStatus(concern, obs, sectionCode);
   if (verif !== 'entered-in-error') {
     if (status) {
       // AllergyIntolerance has no "remission" (inactive) nor "recurrence", "relapse" (active again).

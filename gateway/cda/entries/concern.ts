@@ -10,8 +10,12 @@
  *     remission, resolved;
  *  2. the end of the observation's effectiveTime (a problem that ended is resolved; this also keeps
  *     con-4: an abatement requires an inactive, resolved or remission status);
- *  3. the concern's statusCode (IHE PCC: active = still tracked; completed, aborted, suspended =
- *     no longer tracked → inactive).
+ *  3. the concern's statusCode (IHE PCC: active = still tracked → active; completed, aborted,
+ *     suspended = no longer tracked → inactive, when the concern's effectiveTime says since when:
+ *     PCC requires its high bound then. Published ANS documents write "completed" on concerns that
+ *     are still open — no high bound, the problem without an end — where it says nothing);
+ *  4. the section: a problem in "Pathologies en cours" (LOINC 11450-4, the active problems) is
+ *     active; one no longer tracked in the medical history (11348-0, past illnesses) inactive.
  * Nothing else: when none of them says it, the status is stated absent, never guessed.
  *
  * The verification status: nullified → entered-in-error, negationInd → refuted, else the
@@ -86,7 +90,7 @@ export function isSeverity(obs: XElement): boolean {
 }
 
 /** Clinical status per the order above; undefined when the CDA does not say. */
-export function clinicalStatus(concern: XElement | undefined, obs: XElement): ClinicalStatus | undefined {
+export function clinicalStatus(concern: XElement | undefined, obs: XElement, sectionCode: string | undefined): ClinicalStatus | undefined {
   for (const rel of children(obs, 'entryRelationship')) {
     const st = statementOf(rel);
     if (st?.name === 'observation' && isProblemStatus(st)) {
@@ -99,9 +103,15 @@ export function clinicalStatus(concern: XElement | undefined, obs: XElement): Cl
   if (attr(high, 'value')) return 'resolved';
   const status = concern ? statusOf(concern) : undefined;
   if (status === 'active') return 'active';
-  if (status === 'completed' || status === 'aborted' || status === 'suspended') return 'inactive';
+  const closed = status === 'completed' || status === 'aborted' || status === 'suspended';
+  if (closed && attr(child(child(concern, 'effectiveTime'), 'high'), 'value')) return 'inactive';
+  if (sectionCode === ACTIVE_PROBLEMS && !isNegated(obs)) return 'active';
+  if (sectionCode === PAST_ILLNESSES && closed) return 'inactive';
   return undefined;
 }
+
+const ACTIVE_PROBLEMS = '11450-4';
+const PAST_ILLNESSES = '11348-0';
 
 /** HL7 condition-ver-status (an allergy's verification status has fewer: see the allergy mapping). */
 export type Verification = 'unconfirmed' | 'provisional' | 'differential' | 'confirmed' | 'refuted' | 'entered-in-error';

@@ -61,7 +61,7 @@ function mapCondition(ctx: ConversionContext, concern: XElement | undefined, obs
   if (ids.length) c.identifier = ids;
 
   const verif = verification(concern, obs);
-  const status = clinicalStatus(concern, obs);
+  const status = clinicalStatus(concern, obs, sectionCode);
   const effectiveTime = child(obs, 'effectiveTime');
   let abatement = dateTime(ctx, child(effectiveTime, 'high'));
   if (abatement && (status === 'active' || status === 'recurrence' || status === 'relapse')) {
