@@ -359,6 +359,18 @@ describe('allergies → AllergyIntolerance', () => {
     expect(a.note).toEqual([{ text: 'Urticaire à la pénicilline' }]);
   });
 
+  it('reports a reaction stated absent (negationInd) instead of listing it', () => {
+    const m = mapSection('48765-2', allergy(`<code code="416098002" codeSystem="2.16.840.1.113883.6.96"/><statusCode code="completed"/>
+      <value xsi:type="CD" code="J01CE02" codeSystem="2.16.840.1.113883.6.73"/>
+      <entryRelationship typeCode="MFST" inversionInd="true"><observation classCode="OBS" moodCode="EVN" negationInd="true"><statusCode code="completed"/>
+        <value xsi:type="CD" code="126485001" displayName="Urticaire" codeSystem="2.16.840.1.113883.6.96"/></observation></entryRelationship>
+      <entryRelationship typeCode="MFST" inversionInd="true"><observation classCode="OBS" moodCode="EVN"><statusCode code="completed"/>
+        <value xsi:type="CD" code="39579001" displayName="Anaphylaxie" codeSystem="2.16.840.1.113883.6.96"/></observation></entryRelationship>`));
+    expectValid(m);
+    expect(one<AllergyIntolerance>(m, 'AllergyIntolerance').reaction?.map((r) => r.manifestation[0]?.coding?.[0]?.code)).toEqual(['39579001']);
+    expect(m.diagnostics.some((d) => d.startsWith('Reaction stated absent'))).toBe(true);
+  });
+
   it('food intolerance with a textual description only; a completed concern is inactive only once it has ended', () => {
     const intolerance = allergy(`<code code="FINT" codeSystem="2.16.840.1.113883.5.4"/><statusCode code="completed"/>
       <value xsi:type="CD"><originalText><reference value="#al1"/></originalText></value>`, 'completed');
@@ -501,6 +513,10 @@ describe('treatments → MedicationStatement', () => {
     const m2 = mapSection('10160-0', treatment({ mood: 'INT', status: '' }));
     expectValid(m2);
     expect(one<MedicationStatement>(m2, 'MedicationStatement').status).toBe('intended');
+    // A prescription "completed" is the prescribing done (a discharge prescription): still intended.
+    const prescribed = mapSection('10183-2', treatment({ mood: 'INT', status: '<statusCode code="completed"/>' }));
+    expect(one<MedicationStatement>(prescribed, 'MedicationStatement').status).toBe('intended');
+    expect(one<MedicationStatement>(mapSection('10183-2', treatment({ status: '<statusCode code="completed"/>' })), 'MedicationStatement').status).toBe('completed');
     const m3 = mapSection('10160-0', treatment({ status: '' }));
     expect(one<MedicationStatement>(m3, 'MedicationStatement').status).toBe('unknown');
     expect(m3.codes).toContain('ENTRY_INCOMPLETE');

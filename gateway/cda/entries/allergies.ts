@@ -7,7 +7,7 @@
  * The observation `code` is the kind of reaction (SNOMED CT drug allergy, food intolerance… or
  * HL7 ObservationIntoleranceType) → type and category; the allergen is the consumable participant
  * (participant CSM / playingEntity), else the observation value; MFST relationships are the
- * reactions (manifestation is 1..1 per reaction). Invariants: ait-1 (clinicalStatus unless
+ * reactions (manifestation is 1..1 per reaction; one stated absent, negationInd, is reported). Invariants: ait-1 (clinicalStatus unless
  * entered-in-error, stated absent when the CDA does not give it), ait-2 (none when entered-in-error).
  */
 import type { AllergyIntolerance, AllergyIntoleranceReaction, CodeableConcept } from '@medplum/fhirtypes';
@@ -16,7 +16,7 @@ import { concept, isNull } from '../datatypes.js';
 import { dateTime } from '../time.js';
 import { attr, child, children, pathOf, text, type XElement } from '../xml.js';
 import {
-  absent, author, commentText, describe, entryName, entryText, identifiers, mood, notMapped, statementOf,
+  absent, author, commentText, describe, entryName, entryText, identifiers, isNegated, mood, notMapped, statementOf,
 } from './common.js';
 import { certainty, clinicalStatus, codeable, concernParts, isConcernAct, isProblemStatus, isSeverity, verification, type Verification } from './concern.js';
 import { own } from '../../util/own.js';
@@ -170,6 +170,9 @@ function mapAllergy(ctx: ConversionContext, concern: XElement | undefined, obs: 
     const note = commentText(ctx, st);
     if (note) {
       (a.note ??= []).push({ text: note });
+    } else if (st.name === 'observation' && attr(rel, 'typeCode') === 'MFST' && isNegated(st)) {
+      // A reaction stated absent: R4 reaction has no negation, and listing it would assert it.
+      notMapped(ctx, `Reaction stated absent (negationInd="true")`, sectionCode, st);
     } else if (st.name === 'observation' && attr(rel, 'typeCode') === 'MFST') {
       const manifestation = concept(ctx, child(st, 'value')) ?? (entryText(ctx, st) ? { text: entryText(ctx, st) } : undefined);
       if (!manifestation) {

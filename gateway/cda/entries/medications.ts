@@ -257,6 +257,9 @@ function dosageOf(ctx: ConversionContext, sa: XElement, sectionCode: string | un
 function statementStatus(ctx: ConversionContext, sa: XElement): MedicationStatement['status'] {
   if (isNegated(sa)) return 'not-taken';
   const code = statusOf(sa);
+  // A prescription (moodCode INT…) "completed" is the prescribing done, not the treatment taken to
+  // its end: a discharge prescription running past the document's date is still to be taken.
+  if (code === 'completed' && PLANNED.has(mood(sa))) return 'intended';
   const s = own(STATUS, code);
   if (s) return s;
   if (PLANNED.has(mood(sa))) return 'intended';
