@@ -450,6 +450,13 @@ describe('treatments → MedicationStatement', () => {
       ${AUTHOR}${opts.extra ?? ''}
     </substanceAdministration></entry>`;
 
+  it('reads a maximum dose "per J" as per day (ANS DLU), not per joule, and says so', () => {
+    const m = mapSection('10183-2', treatment().replace('<denominator value="1" unit="d"/>', '<denominator value="1" unit="J"/>'));
+    expectValid(m);
+    expect(one<MedicationStatement>(m, 'MedicationStatement').dosage?.[0]?.maxDosePerPeriod?.denominator).toMatchObject({ value: 1, system: 'http://unitsofmeasure.org', code: 'd' });
+    expect(m.codes).toContain('UNIT_REPAIRED');
+  });
+
   it('dates a single administration by a later effectiveTime that is a point in time (CSE: date of the injection)', () => {
     const injection = treatment().replace('<effectiveTime xsi:type="IVL_TS"><low value="20240101"/><high value="20240131"/></effectiveTime>', '<effectiveTime xsi:type="IVL_TS"><low nullFlavor="NA"/><high nullFlavor="NA"/></effectiveTime>')
       .replace(/<effectiveTime xsi:type="PIVL_TS"[^]*?<\/effectiveTime>/, '<effectiveTime operator="A" value="202105030830+0200"/>');
@@ -710,6 +717,8 @@ describe('observations → Observation', () => {
     ['INT', '<value xsi:type="INT" value="12"/>', { valueInteger: 12 }],
     ['REAL', '<value xsi:type="REAL" value="1.5"/>', { valueQuantity: { value: 1.5 } }],
     ['IVL_PQ', '<value xsi:type="IVL_PQ"><low value="1" unit="mmol/L"/><high value="2" unit="mmol/L"/></value>', { valueRange: { low: { value: 1, unit: 'mmol/L', system: 'http://unitsofmeasure.org', code: 'mmol/L' }, high: { value: 2, unit: 'mmol/L', system: 'http://unitsofmeasure.org', code: 'mmol/L' } } }],
+    ['IVL_PQ, high only ("< 1.0 mg/L")', '<value xsi:type="IVL_PQ"><low nullFlavor="NINF"/><high value="1.0" unit="mg/L" inclusive="false"/></value>', { valueQuantity: { value: 1, unit: 'mg/L', system: 'http://unitsofmeasure.org', code: 'mg/L', comparator: '<' } }],
+    ['IVL_PQ, low only', '<value xsi:type="IVL_PQ"><low value="90" unit="mL/min"/></value>', { valueQuantity: { value: 90, unit: 'mL/min', system: 'http://unitsofmeasure.org', code: 'mL/min', comparator: '>=' } }],
     ['TS', '<value xsi:type="TS" value="20240305"/>', { valueDateTime: '2024-03-05' }],
     ['IVL_TS', '<value xsi:type="IVL_TS"><low value="2024"/><high value="2025"/></value>', { valuePeriod: { start: '2024', end: '2025' } }],
     ['RTO', '<value xsi:type="RTO_PQ_PQ"><numerator value="1" unit="mg"/><denominator value="2" unit="mL"/></value>', { valueRatio: { numerator: { value: 1, unit: 'mg', system: 'http://unitsofmeasure.org', code: 'mg' }, denominator: { value: 2, unit: 'mL', system: 'http://unitsofmeasure.org', code: 'mL' } } }],

@@ -249,7 +249,14 @@ function dosageOf(ctx: ConversionContext, sa: XElement, sectionCode: string | un
   if (rate.quantity) dr.rateQuantity = rate.quantity;
   else if (rate.range) dr.rateRange = rate.range;
   if (Object.keys(dr).length) d.doseAndRate = [dr];
-  const max = ratioOf(child(sa, 'maxDoseQuantity'));
+  const maxEl = child(sa, 'maxDoseQuantity');
+  const max = ratioOf(maxEl);
+  // The period of a maximum dose is a time: "J" there is a day (ANS DLU), not UCUM's joule.
+  const per = max?.denominator?.code;
+  if (max?.denominator && per && !TIMING_UNITS.has(per)) {
+    const meant = timingUnit(ctx, per, child(maxEl, 'denominator') ?? sa);
+    if (meant) max.denominator = { ...max.denominator, unit: meant, system: 'http://unitsofmeasure.org', code: meant };
+  }
   if (max) d.maxDosePerPeriod = max;
   return Object.keys(d).length ? d : undefined;
 }

@@ -87,6 +87,19 @@ function rangeOf(el: XElement): Range | undefined {
   return r.low || r.high ? r : undefined;
 }
 
+/**
+ * An interval with one bound is a result beyond a limit ("< 1.0 mg/L"): a Quantity with its
+ * comparator (R4 Quantity.comparator), a bound being inclusive unless it says `inclusive="false"`
+ * (Data Types R1 IVL). A Range with one end would lose which side the value lies.
+ */
+function boundOf(el: XElement, r: Range): Quantity | undefined {
+  const [q, side] = r.high ? [r.high, child(el, 'high')] : [r.low, child(el, 'low')];
+  if (!q) return undefined;
+  const inclusive = attr(side, 'inclusive')?.trim() !== 'false';
+  const comparator: Quantity['comparator'] = r.high ? (inclusive ? '<=' : '<') : (inclusive ? '>=' : '>');
+  return { ...q, comparator };
+}
+
 /** PQ, or a bare number (INT, REAL) as a unit-less quantity. */
 function numericQuantity(el: XElement | undefined): Quantity | undefined {
   const q = finiteQuantity(el);
@@ -179,7 +192,9 @@ export function observationValue(ctx: ConversionContext, v: XElement, sectionCod
     }
     case 'IVL_PQ': case 'IVL_INT': case 'IVL_REAL': {
       const r = rangeOf(v);
-      if (r) out.valueRange = r;
+      const bound = r && !(r.low && r.high) ? boundOf(v, r) : undefined;
+      if (bound) out.valueQuantity = bound;
+      else if (r) out.valueRange = r;
       break;
     }
     case 'RTO': case 'RTO_PQ_PQ': case 'RTO_INT_INT': case 'RTO_MO_PQ': case 'RTO_QTY_QTY': {
