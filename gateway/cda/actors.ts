@@ -7,7 +7,7 @@
  * carries two different names (it happens in published examples), the two are kept apart and
  * reported, rather than silently merging two people.
  */
-import type { CodeableConcept, Coding, Device, DeviceDeviceName, Identifier, Organization, Practitioner, PractitionerRole, RelatedPerson } from '@medplum/fhirtypes';
+import type { Address, CodeableConcept, Coding, Device, DeviceDeviceName, Identifier, Organization, Practitioner, PractitionerRole, RelatedPerson } from '@medplum/fhirtypes';
 import type { ConversionContext, KnownRole, Ref } from './context.js';
 import { address, administrativeGender, coding, concept, contactPoint, humanName, idKey, identifier, isNull, isText } from './datatypes.js';
 import {
@@ -245,6 +245,9 @@ export function relatedPersonRef(ctx: ConversionContext, el: XElement, person: X
     const rp = existing.resource as RelatedPerson;
     const known = new Set((rp.relationship ?? []).map((r) => JSON.stringify(r)));
     for (const r of relationship) if (!known.has(JSON.stringify(r))) (rp.relationship ??= []).push(r);
+    // Named again with another phone (the mother's mobile as emergency contact) or address: kept too.
+    for (const t of telecom) if (!rp.telecom?.some((x) => x.value === t.value)) (rp.telecom ??= []).push(t);
+    for (const a of addr) if (!rp.address?.some((x) => sameAddress(x, a))) (rp.address ??= []).push(a);
     addTraits(ctx, rp, person);
     return { reference: existing.fullUrl };
   }
@@ -255,6 +258,12 @@ export function relatedPersonRef(ctx: ConversionContext, el: XElement, person: X
   addTraits(ctx, rp, person);
   if (addr.length) rp.address = addr;
   return ctx.add(rp, key);
+}
+
+/** The same place written structured or as address lines ("24 Avenue de Breteuil" / "75007 PARIS"). */
+function sameAddress(a: Address, b: Address): boolean {
+  const flat = (x: Address): string => normalise([...(x.line ?? []), x.postalCode, x.city].filter(isText).join(' ')).replace(/[^A-Z0-9]/g, '');
+  return flat(a) === flat(b);
 }
 
 /** Gender and birth date, where the person element gives them and the RelatedPerson has none yet. */

@@ -998,6 +998,18 @@ describe('facts about the patient\'s mother or father (subject/relatedSubject) â
     for (const r of m.resources) expect(validateResource(r), r.resourceType).toEqual([]);
   });
 
+  it('keeps every phone and address the same person is given (home, then mobile), the same place written two ways once', () => {
+    const named = (telecom: string, addr: string): string => `<subject typeCode="SBJ"><relatedSubject classCode="PRS"><code code="MTH" codeSystem="2.16.840.1.113883.5.111"/>
+      ${addr}<telecom value="${telecom}"/><subject><name><family>DUPONT</family><given>Marie</given></name></subject></relatedSubject></subject>`;
+    const m = mapSection('29762-2', [
+      observation('8302-2', '<value xsi:type="PQ" value="172" unit="cm"/>', named('tel:0147150000', '<addr><streetAddressLine>24 Avenue de Breteuil</streetAddressLine><streetAddressLine>75007 PARIS</streetAddressLine></addr>')),
+      observation('74013-4', '<value xsi:type="INT" value="2"/>', named('tel:0647150100', '<addr><houseNumber>24</houseNumber><streetName>Avenue de Breteuil</streetName><postalCode>75007</postalCode><city>Paris</city></addr>')),
+    ].join(''));
+    const mother = one<RelatedPerson>(m, 'RelatedPerson');
+    expect(mother.telecom?.map((t) => t.value)).toEqual(['0147150000', '0647150100']);
+    expect(mother.address).toHaveLength(1);
+  });
+
   it('applies a section\'s subject to its entries (context conduction), and reports what cannot say it', () => {
     const m = mapSection('10162-6', `${mother}${observation('11996-6', '<value xsi:type="INT" value="1"/>')}
       <entry><procedure classCode="PROC" moodCode="EVN"><code code="11466000" displayName="CÃ©sarienne" codeSystem="2.16.840.1.113883.6.96"/><statusCode code="completed"/></procedure></entry>`);
