@@ -75,10 +75,16 @@ export function concept(ctx: ConversionContext, el: XElement | undefined): Codea
     const c = coding(t);
     if (c) codings.push(c);
   }
+  // A qualifier with a value and no name says which one (CI-SIS FR-Habitus-Mode-de-vie: "11345-6
+  // Autre élément social" qualified "77318-4 Allaitement au sein"): a more specific coding of the
+  // same concept, which R4 CodeableConcept admits beside it. Named qualifiers (laterality…) are not.
+  const specific = children(el, 'qualifier').filter((q) => !child(q, 'name')).map((q) => coding(child(q, 'value'))).filter((c) => c !== undefined);
+  codings.push(...specific);
   const cc: CodeableConcept = {};
   if (codings.length) cc.coding = codings;
   const original = originalText(ctx, el);
   if (original) cc.text = original;
+  else if (specific.length && main?.display) cc.text = [main.display, ...specific.map((c) => c.display ?? c.code)].join(' : ');
   return cc.coding || cc.text ? cc : undefined;
 }
 

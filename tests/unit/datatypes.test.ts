@@ -42,6 +42,16 @@ describe('CD → Coding', () => {
 });
 
 describe('CD → CodeableConcept', () => {
+  it('adds an unnamed qualifier as the more specific coding (FR-Habitus-Mode-de-vie), never a named one', () => {
+    const qualified = concept(newCtx(), el(`<code code="11345-6" displayName="Autre élément social" codeSystem="2.16.840.1.113883.6.1">
+      <qualifier><value code="77318-4" displayName="Allaitement au sein" codeSystem="2.16.840.1.113883.6.1"/></qualifier></code>`));
+    expect(qualified?.coding?.map((c) => c.code)).toEqual(['11345-6', '77318-4']);
+    expect(qualified?.text).toBe('Autre élément social : Allaitement au sein');
+    const lateral = concept(newCtx(), el(`<code code="71388002" displayName="Acte" codeSystem="2.16.840.1.113883.6.96">
+      <qualifier><name code="272741003" codeSystem="2.16.840.1.113883.6.96"/><value code="7771000" displayName="Gauche" codeSystem="2.16.840.1.113883.6.96"/></qualifier></code>`));
+    expect(lateral).toEqual({ coding: [{ system: 'http://snomed.info/sct', code: '71388002', display: 'Acte' }] });
+  });
+
   it('takes originalText from the section narrative it references, never from an entry (base64 of an observationMedia)', () => {
     const doc = el(`<section><text><content ID="n1">Hypertension artérielle</content></text>
       <entry><observationMedia ID="m1"><value mediaType="image/png" representation="B64">iVBORw0KGgo=</value></observationMedia></entry></section>`);
