@@ -270,7 +270,18 @@ describe('problems → Condition', () => {
     const completed = concern('completed', problem());
     expect(one<Condition>(mapSection('11450-4', completed), 'Condition').clinicalStatus?.coding?.[0]?.code).toBe('active');
     expect(one<Condition>(mapSection('11348-0', completed), 'Condition').clinicalStatus?.coding?.[0]?.code).toBe('inactive');
-    expect(one<Condition>(mapSection('11535-2', completed), 'Condition').clinicalStatus?.extension?.[0]?.valueCode).toBe('unknown');
+    expect(one<Condition>(mapSection('29548-5', completed), 'Condition').clinicalStatus?.extension?.[0]?.valueCode).toBe('unknown');
+  });
+
+  it('a problem of the discharge diagnosis section is the encounter\'s diagnosis (role DD)', () => {
+    const withEncounter = (ctx: ConversionContext): void => {
+      ctx.encounter = ctx.add({ resourceType: 'Encounter', status: 'finished', class: { system: 'http://terminology.hl7.org/CodeSystem/v3-ActCode', code: 'IMP' } } as Encounter, 'encounter');
+    };
+    const m = mapSection('11535-2', concern('completed', problem()), '<paragraph>x</paragraph>', withEncounter);
+    expectValid(m);
+    const c = one<Condition>(m, 'Condition');
+    expect(c.category?.[0]?.coding?.[0]?.code).toBe('encounter-diagnosis');
+    expect(one<Encounter>(m, 'Encounter').diagnosis).toEqual([{ condition: { reference: urlOf(m, c) }, use: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/diagnosis-role', code: 'DD', display: 'Discharge diagnosis' }] } }]);
   });
 
   it('a nullified problem is entered-in-error without clinical status (con-5)', () => {

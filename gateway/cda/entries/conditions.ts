@@ -8,6 +8,8 @@
  * category. Invariants kept: con-3 (clinicalStatus present for a problem-list item unless
  * entered-in-error: stated absent with data-absent-reason when the CDA does not give it), con-4
  * (an abatement needs inactive/resolved/remission), con-5 (no clinicalStatus when entered-in-error).
+ * A problem of the stay's diagnosis sections (11535-2 discharge, 46241-6 admission: the DLU's
+ * FLUDR) is an encounter-diagnosis, listed in the document Encounter's diagnosis with its role.
  *
  * A cause of the problem (entryRelationship CAUS, as the CSE 2024 write the circumstances of an
  * accident: "Choc traumatique: non, Autre accident domestique: oui") becomes the R4 extension
@@ -25,11 +27,17 @@ import {
   absent, author, commentText, describe, entryName, identifiers, isNegated, mood, notMapped, pointInTime, statementOf, templates, xsiType,
 } from './common.js';
 import { certainty, clinicalStatus, codeable, concernParts, isCertainty, isConcernAct, isProblemStatus, isSeverity, verification } from './concern.js';
+import { own } from '../../util/own.js';
 import { mapObservation } from './observations.js';
 
 const CLINICAL = 'http://terminology.hl7.org/CodeSystem/condition-clinical';
 const VERIFICATION = 'http://terminology.hl7.org/CodeSystem/condition-ver-status';
 const CATEGORY = 'http://terminology.hl7.org/CodeSystem/condition-category';
+/** Sections of the stay's diagnoses (LOINC) → their R4 diagnosis-role. */
+const STAY_DIAGNOSES: Readonly<Record<string, { code: string; display: string }>> = {
+  '11535-2': { code: 'DD', display: 'Discharge diagnosis' },
+  '46241-6': { code: 'AD', display: 'Admission diagnosis' },
+};
 const DUE_TO = 'http://hl7.org/fhir/StructureDefinition/condition-dueTo';
 /** IHE PCC Simple Observation, CI-SIS FR-Simple-Observation. */
 const SIMPLE_OBSERVATION_TEMPLATES = ['1.3.6.1.4.1.19376.1.5.3.1.4.13', '1.2.250.1.213.1.1.3.48'];
@@ -60,6 +68,9 @@ function mapCondition(ctx: ConversionContext, concern: XElement | undefined, obs
   const ids = identifiers(ctx, obs);
   if (ids.length) c.identifier = ids;
 
+  // A diagnosis of the stay (the discharge or admission diagnosis sections) is the encounter's,
+  // not an item of the problem list: R4 category encounter-diagnosis, and the Encounter's diagnosis.
+  const role = sectionCode ? own(STAY_DIAGNOSES, sectionCode) : undefined;
   const verif = verification(concern, obs);
   const status = clinicalStatus(concern, obs, sectionCode);
   const effectiveTime = child(obs, 'effectiveTime');
@@ -79,7 +90,9 @@ function mapCondition(ctx: ConversionContext, concern: XElement | undefined, obs
   }
   if (verif) c.verificationStatus = codeable(VERIFICATION, verif);
 
-  c.category = [{ coding: [{ system: CATEGORY, code: 'problem-list-item', display: 'Problem List Item' }] }];
+  c.category = [role
+    ? { coding: [{ system: CATEGORY, code: 'encounter-diagnosis', display: 'Encounter Diagnosis' }] }
+    : { coding: [{ system: CATEGORY, code: 'problem-list-item', display: 'Problem List Item' }] }];
   const codeEl = child(obs, 'code');
   const kind = concept(ctx, codeEl);
   const kindCode = attr(codeEl, 'code');
@@ -129,7 +142,12 @@ function mapCondition(ctx: ConversionContext, concern: XElement | undefined, obs
       evidence.push(...refs);
     } else notMapped(ctx, `${describe(st)} related to a problem`, sectionCode, st);
   }
-  return [ctx.add(c, pathOf(obs)), ...evidence];
+  const ref = ctx.add(c, pathOf(obs));
+  const encounter = ctx.resolve(ctx.encounter);
+  if (role && verif !== 'refuted' && verif !== 'entered-in-error' && encounter?.resourceType === 'Encounter') {
+    (encounter.diagnosis ??= []).push({ condition: ref, use: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/diagnosis-role', ...role }] } });
+  }
+  return [ref, ...evidence];
 }
 
 /** A cause (CAUS) → condition-dueTo; stated absent (negationInd, or a boolean value false) it has no R4 form. */
