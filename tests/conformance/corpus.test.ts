@@ -3,7 +3,7 @@
  * checked by our schema (inside convertCda) and by an independent validator (R4
  * StructureDefinitions via @medplum/core, plus document-Bundle rules).
  */
-import type { Bundle, Composition, Encounter, Organization, Patient, Practitioner, PractitionerRole, Resource } from '@medplum/fhirtypes';
+import type { Bundle, Composition, DiagnosticReport, Encounter, Organization, Patient, Practitioner, PractitionerRole, Resource } from '@medplum/fhirtypes';
 import { describe, expect, it } from 'vitest';
 import { convertCda } from '../../gateway/cda/convert.js';
 import { corpusDocument, loadCorpus } from '../support/corpus.js';
@@ -145,6 +145,17 @@ describe('ANS corpus', () => {
     };
     expect(who('REF')).toEqual({ family: 'CHARLES', rpps: '810002422979', period: { end: '2021-01-01T16:05:27+01:00' }, function: undefined });
     expect(who('PRF')).toEqual({ family: 'BLEEDER', rpps: '801234567893', period: { end: '2021-01-04T07:35:00+01:00' }, function: 'PRELV' });
+  });
+
+  it('CR-BIO: a chapter without specimens of its own takes the header\'s sampling time, laboratory and validation', () => {
+    const { bundle } = convertCda(corpusDocument('BIO-CR-BIO_2024.01_TSH_1.xml'));
+    const report = bundle.entry?.find((e) => e.resource?.resourceType === 'DiagnosticReport')?.resource as DiagnosticReport;
+    expect(report.code.coding?.[0]?.code).toBe('18719-5'); // Biochimie, the serviceEvent of that code names the laboratory
+    expect(report.effectiveDateTime).toBe('2021-01-04T07:35:00+01:00'); // participant PRF/PRELV
+    expect(report.issued).toBe('2021-01-04T16:05:27+01:00'); // legalAuthenticator/time
+    const role = resolve<PractitionerRole>(bundle, report.performer?.[0]?.reference);
+    expect(resolve<Organization>(bundle, role.organization?.reference).name).toBe('Laboratoire des charmes');
+    expect(resolve<Practitioner>(bundle, role.practitioner?.reference).name?.[0]?.family).toBe('CAMPARINI');
   });
 
   it('LDL-SES: the same RPPS under two names stays two practitioners, and is reported', () => {

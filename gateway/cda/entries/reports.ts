@@ -15,6 +15,7 @@
  *     time (the validation) → issued, when it is a full instant
  *   the one specimen's collection time                      → effectiveDateTime (the clinically
  *     relevant time of a lab report)
+ *   without specimens of its own, what the header says once for the report (see fromHeader)
  *
  * DiagnosticReport.code is required: without an act code or a section code it is stated absent.
  */
@@ -61,8 +62,7 @@ export function mapResultsReport(ctx: ConversionContext, act: XElement, parts: R
   if (collected) r.effectiveDateTime = collected;
   const validator = children(act, 'participant').find((p) => attr(p, 'typeCode') === 'AUTHEN');
   // FR-Participant writes the validation time as the interval's high bound.
-  const time = child(validator, 'time');
-  const validated = dateTime(ctx, time) ?? dateTime(ctx, child(time, 'high')) ?? dateTime(ctx, child(time, 'low'));
+  const validated = intervalTime(ctx, child(validator, 'time'));
   const issued = validated && toInstant(validated);
   if (issued) r.issued = issued;
   const executing = performers(ctx, act, INTERPRETERS);
@@ -70,7 +70,35 @@ export function mapResultsReport(ctx: ConversionContext, act: XElement, parts: R
   const interpreter = actorRef(ctx, child(validator, 'participantRole'), INTERPRETERS);
   if (interpreter) r.resultsInterpreter = [interpreter];
   if (parts.specimens.length) r.specimen = parts.specimens;
+  else fromHeader(ctx, act, r);
   r.result = parts.results;
   if (parts.comments.length) r.conclusion = parts.comments.join('\n');
   return ctx.add(r, pathOf(act));
+}
+
+/**
+ * What a CR-BIO states once in its header for acts that do not repeat it (no specimen of their
+ * own): the sampling time (header participant PRF, functionCode PRELV) → effectiveDateTime; the
+ * chapter's executing laboratory (documentationOf/serviceEvent of the chapter's code, its
+ * performer) → performer; the validation (legalAuthenticator/time) → issued.
+ */
+function fromHeader(ctx: ConversionContext, act: XElement, r: DiagnosticReport): void {
+  let doc: XElement | undefined = act;
+  while (doc && doc.name !== 'ClinicalDocument') doc = doc.parent;
+  if (!doc) return;
+  const sampler = children(doc, 'participant').find((p) => attr(p, 'typeCode') === 'PRF' && attr(child(p, 'functionCode'), 'code') === 'PRELV');
+  const sampled = intervalTime(ctx, child(sampler, 'time'));
+  if (sampled && !r.effectiveDateTime) r.effectiveDateTime = sampled;
+  const chapter = r.code.coding?.find((c) => c.system === LOINC)?.code;
+  const event = children(doc, 'documentationOf').map((d) => child(d, 'serviceEvent')).find((e) => chapter && attr(child(e, 'code'), 'code') === chapter);
+  const laboratory = event ? performers(ctx, event, INTERPRETERS) : [];
+  if (laboratory.length && !r.performer) r.performer = laboratory;
+  const validated = dateTime(ctx, child(child(doc, 'legalAuthenticator'), 'time'));
+  const issued = validated && toInstant(validated);
+  if (issued && !r.issued) r.issued = issued;
+}
+
+/** A participation time written as a value or as an interval (FR-Participant: its high bound). */
+function intervalTime(ctx: ConversionContext, time: XElement | undefined): string | undefined {
+  return dateTime(ctx, time) ?? dateTime(ctx, child(time, 'high')) ?? dateTime(ctx, child(time, 'low'));
 }
