@@ -53,7 +53,7 @@ export function coding(el: XElement | undefined): Coding | undefined {
   const version = attr(el, 'codeSystemVersion');
   if (version) c.version = version;
   c.code = code;
-  const display = attr(el, 'displayName')?.trim();
+  const display = attr(el, 'displayName')?.replace(/\s+/g, ' ').trim(); // attribute values wrapped over lines keep their runs of spaces
   if (display) c.display = display;
   return c;
 }

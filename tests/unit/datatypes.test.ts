@@ -38,6 +38,9 @@ describe('CD → Coding', () => {
     expect(coding(el('<code code="IMP" codeSystem="2.16.840.1.113883.5.4"/>'))?.system).toBe('http://terminology.hl7.org/CodeSystem/v3-ActCode');
     expect(coding(el('<code code="X" codeSystem="1.2.250.1.213.1.1.4.322"/>'))?.system).toBe('urn:oid:1.2.250.1.213.1.1.4.322');
     expect(coding(el('<code nullFlavor="NA"/>'))).toBeUndefined();
+    // A displayName wrapped over lines in the source keeps no run of spaces.
+    expect(coding(el(`<code code="X" displayName="Pose d'une sonde
+                          urinaire" codeSystem="1.2.3"/>`))?.display).toBe("Pose d'une sonde urinaire");
   });
 });
 
