@@ -962,6 +962,19 @@ describe('observations → Observation', () => {
   });
 });
 
+describe('a document an observation refers to (reference/externalDocument) → Observation.derivedFrom', () => {
+  it('points at a DocumentReference with the document\'s id and URL (DLU: the advance directives kept elsewhere)', () => {
+    const m = mapSection('42348-3', `<entry><observation classCode="OBS" moodCode="EVN"><code code="42348-3" codeSystem="2.16.840.1.113883.6.1"/>
+      <statusCode code="completed"/><value xsi:type="BL" value="true"/>
+      <reference typeCode="REFR"><externalDocument classCode="DOC" moodCode="EVN"><id root="FB56FC8D-5DC2-4A75-8681-C307336F60E1"/>
+        <text><reference value="ftp://ftp.ihe.net/advancedirectives/durand#124/"/></text></externalDocument></reference></observation></entry>`);
+    expectValid(m);
+    const doc = one<DocumentReference>(m, 'DocumentReference');
+    expect(doc).toMatchObject({ status: 'current', content: [{ attachment: { url: 'ftp://ftp.ihe.net/advancedirectives/durand#124/' } }], identifier: [{ value: 'urn:uuid:fb56fc8d-5dc2-4a75-8681-c307336f60e1' }], subject: { reference: PATIENT } });
+    expect(one<Observation>(m, 'Observation').derivedFrom).toEqual([{ reference: urlOf(m, doc) }]);
+  });
+});
+
 describe('the detection kit of a result (participant DEV) → Observation.device', () => {
   it('gives each result its kit as a Device, one Device per kit in the document', () => {
     const kit = `<participant typeCode="DEV"><participantRole classCode="MANU"><playingDevice>

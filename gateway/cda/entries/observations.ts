@@ -12,7 +12,7 @@
  * organizer becomes a panel Observation whose `hasMember` lists one Observation per component
  * (observation.html §2.1.0.3.3 "Grouping").
  */
-import type { CodeableConcept, Observation, ObservationReferenceRange, Quantity, Range, Ratio } from '@medplum/fhirtypes';
+import type { CodeableConcept, DocumentReference, Observation, ObservationReferenceRange, Quantity, Range, Ratio } from '@medplum/fhirtypes';
 import type { ConversionContext, Ref } from '../context.js';
 import { concept, isNull, quantity } from '../datatypes.js';
 import { dateTime, effective, period, toInstant } from '../time.js';
@@ -284,6 +284,8 @@ export function mapObservation(ctx: ConversionContext, obs: XElement, opts: Obse
   if (issued) o.issued = issued;
   const device = analysisDevice(ctx, obs);
   if (device) o.device = device;
+  const sources = children(obs, 'reference').map((r) => externalDocumentRef(ctx, child(r, 'externalDocument'))).filter((r) => r !== undefined);
+  if (sources.length) o.derivedFrom = sources;
 
   const values = children(obs, 'value');
   if (values.length > 1) {
@@ -382,6 +384,25 @@ function analysisDevice(ctx: ConversionContext, obs: XElement): Ref | undefined 
   const key = `analysis-device:${type.coding?.[0]?.system ?? ''}|${type.coding?.[0]?.code ?? type.text ?? ''}`;
   const known = ctx.get('Device', key);
   return known ? { reference: known.fullUrl } : ctx.add({ resourceType: 'Device', type }, key);
+}
+
+/**
+ * reference/externalDocument (CDA R2: a document the observation refers to — the DLU's advance
+ * directives, kept elsewhere) → a DocumentReference to it (its id; its URL from text/reference) as
+ * Observation.derivedFrom. Without an id or a URL there is nothing to point at.
+ */
+function externalDocumentRef(ctx: ConversionContext, doc: XElement | undefined): Ref | undefined {
+  if (!doc) return undefined;
+  const ids = identifiers(ctx, doc);
+  const url = attr(child(child(doc, 'text'), 'reference'), 'value')?.trim();
+  const located = url && /^[a-z][a-z0-9+.-]*:/i.test(url) ? url : undefined;
+  if (!ids.length && !located) return undefined;
+  const ref: DocumentReference = { resourceType: 'DocumentReference', status: 'current', content: [{ attachment: located ? { url: located } : { title: ids[0]?.value ?? '' } }] };
+  if (ids.length) ref.identifier = ids;
+  const type = concept(ctx, child(doc, 'code'));
+  if (type) ref.type = type;
+  if (ctx.patient) ref.subject = ctx.patient;
+  return ctx.add(ref, pathOf(doc));
 }
 
 export function mapOrganizer(ctx: ConversionContext, org: XElement, opts: ObservationOptions): Ref[] {
