@@ -370,10 +370,6 @@ function isolateOrganism(ctx: ConversionContext, org: XElement): CodeableConcept
 }
 
 /**
- * An organizer (battery, vital-signs cluster) → a panel Observation with one member per
- * component observation (nested organizers become nested panels). Returns the panel first.
- */
-/**
  * participant DEV (IHE PaLM, CI-SIS DEP-CCU: the detection kit or analyser, `playingDevice/code`)
  * → a Device of that type, one per code in the document, as Observation.device.
  */
@@ -405,6 +401,10 @@ function externalDocumentRef(ctx: ConversionContext, doc: XElement | undefined):
   return ctx.add(ref, pathOf(doc));
 }
 
+/**
+ * An organizer (battery, vital-signs cluster) → a panel Observation with one member per
+ * component observation (nested organizers become nested panels). Returns the panel first.
+ */
 export function mapOrganizer(ctx: ConversionContext, org: XElement, opts: ObservationOptions): Ref[] {
   if (mood(org) !== 'EVN') {
     notMapped(ctx, `Planned ${describe(org)}`, opts.sectionCode, org);
