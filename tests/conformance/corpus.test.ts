@@ -147,7 +147,7 @@ describe('ANS corpus', () => {
     expect(who('PRF')).toEqual({ family: 'BLEEDER', rpps: '801234567893', period: { end: '2021-01-04T07:35:00+01:00' }, function: 'PRELV' });
   });
 
-  it('CR-BIO: a chapter without specimens of its own takes the header\'s sampling time, laboratory and validation', () => {
+  it('CR-BIO: a chapter without specimens of its own takes the header\'s sampling time, laboratory, validation and order', () => {
     const { bundle } = convertCda(corpusDocument('BIO-CR-BIO_2024.01_TSH_1.xml'));
     const report = bundle.entry?.find((e) => e.resource?.resourceType === 'DiagnosticReport')?.resource as DiagnosticReport;
     expect(report.code.coding?.[0]?.code).toBe('18719-5'); // Biochimie, the serviceEvent of that code names the laboratory
@@ -156,6 +156,8 @@ describe('ANS corpus', () => {
     const role = resolve<PractitionerRole>(bundle, report.performer?.[0]?.reference);
     expect(resolve<Organization>(bundle, role.organization?.reference).name).toBe('Laboratoire des charmes');
     expect(resolve<Practitioner>(bundle, role.practitioner?.reference).name?.[0]?.family).toBe('CAMPARINI');
+    // The lab order it fulfils (inFulfillmentOf/order/id), as a logical reference.
+    expect(report.basedOn).toEqual([{ type: 'ServiceRequest', identifier: { system: 'urn:oid:1.2.250.1.213.1.1.9', value: '2014123456789' } }]);
   });
 
   it('LDL-SES: the same RPPS under two names stays two practitioners, and is reported', () => {

@@ -16,11 +16,13 @@
  *   the one specimen's collection time                      → effectiveDateTime (the clinically
  *     relevant time of a lab report)
  *   without specimens of its own, what the header says once for the report (see fromHeader)
+ *   the header's inFulfillmentOf/order/id                   → basedOn (a logical reference)
  *
  * DiagnosticReport.code is required: without an act code or a section code it is stated absent.
  */
 import type { CodeableConcept, DiagnosticReport } from '@medplum/fhirtypes';
 import type { ConversionContext, Ref } from '../context.js';
+import { identifier } from '../datatypes.js';
 import { LOINC } from '../terminology.js';
 import { dateTime, toInstant } from '../time.js';
 import { attr, child, children, pathOf, type XElement } from '../xml.js';
@@ -70,7 +72,12 @@ export function mapResultsReport(ctx: ConversionContext, act: XElement, parts: R
   const interpreter = actorRef(ctx, child(validator, 'participantRole'), INTERPRETERS);
   if (interpreter) r.resultsInterpreter = [interpreter];
   if (parts.specimens.length) r.specimen = parts.specimens;
-  else fromHeader(ctx, act, r);
+  const doc = documentOf(act);
+  if (doc && !parts.specimens.length) fromHeader(ctx, doc, r);
+  // The lab order the report fulfils (inFulfillmentOf/order/id, the prescription's number at the
+  // laboratory): a logical reference, the ServiceRequest itself not being in the document.
+  const orders = children(doc, 'inFulfillmentOf').flatMap((f) => children(child(f, 'order'), 'id')).map((id) => identifier(ctx, id)).filter((i) => i !== undefined);
+  if (orders.length) r.basedOn = orders.map((i) => ({ type: 'ServiceRequest', identifier: i }));
   r.result = parts.results;
   if (parts.comments.length) r.conclusion = parts.comments.join('\n');
   return ctx.add(r, pathOf(act));
@@ -82,10 +89,7 @@ export function mapResultsReport(ctx: ConversionContext, act: XElement, parts: R
  * chapter's executing laboratory (documentationOf/serviceEvent of the chapter's code, its
  * performer) → performer; the validation (legalAuthenticator/time) → issued.
  */
-function fromHeader(ctx: ConversionContext, act: XElement, r: DiagnosticReport): void {
-  let doc: XElement | undefined = act;
-  while (doc && doc.name !== 'ClinicalDocument') doc = doc.parent;
-  if (!doc) return;
+function fromHeader(ctx: ConversionContext, doc: XElement, r: DiagnosticReport): void {
   const sampler = children(doc, 'participant').find((p) => attr(p, 'typeCode') === 'PRF' && attr(child(p, 'functionCode'), 'code') === 'PRELV');
   const sampled = intervalTime(ctx, child(sampler, 'time'));
   if (sampled && !r.effectiveDateTime) r.effectiveDateTime = sampled;
@@ -96,6 +100,13 @@ function fromHeader(ctx: ConversionContext, act: XElement, r: DiagnosticReport):
   const validated = dateTime(ctx, child(child(doc, 'legalAuthenticator'), 'time'));
   const issued = validated && toInstant(validated);
   if (issued && !r.issued) r.issued = issued;
+}
+
+/** The ClinicalDocument an element is in. */
+function documentOf(el: XElement): XElement | undefined {
+  let doc: XElement | undefined = el;
+  while (doc && doc.name !== 'ClinicalDocument') doc = doc.parent;
+  return doc;
 }
 
 /** A participation time written as a value or as an interval (FR-Participant: its high bound). */
