@@ -3,7 +3,7 @@
  * checked by our schema (inside convertCda) and by an independent validator (R4
  * StructureDefinitions via @medplum/core, plus document-Bundle rules).
  */
-import type { Bundle, Composition, DiagnosticReport, Encounter, Organization, Patient, Practitioner, PractitionerRole, Resource } from '@medplum/fhirtypes';
+import type { Bundle, Composition, DiagnosticReport, Encounter, MedicationStatement, Organization, Patient, Practitioner, PractitionerRole, Resource } from '@medplum/fhirtypes';
 import { describe, expect, it } from 'vitest';
 import { convertCda } from '../../gateway/cda/convert.js';
 import { corpusDocument, loadCorpus } from '../support/corpus.js';
@@ -158,6 +158,13 @@ describe('ANS corpus', () => {
     expect(resolve<Practitioner>(bundle, role.practitioner?.reference).name?.[0]?.family).toBe('CAMPARINI');
     // The lab order it fulfils (inFulfillmentOf/order/id), as a logical reference.
     expect(report.basedOn).toEqual([{ type: 'ServiceRequest', identifier: { system: 'urn:oid:1.2.250.1.213.1.1.9', value: '2014123456789' } }]);
+  });
+
+  it('LDL-SES: a discharge treatment running past the letter\'s date is active, one that ended before it completed', () => {
+    const { bundle } = convertCda(corpusDocument('LDL-SES_2022.01.xml'));
+    const treatments = (bundle.entry ?? []).filter((e) => e.resource?.resourceType === 'MedicationStatement').map((e) => e.resource as MedicationStatement);
+    // The letter is of 2019-12-03; IHE PCC writes "completed" on both.
+    expect(treatments.map((m) => `${m.status} ${m.effectivePeriod?.end ?? ''}`).sort()).toEqual(['active 2020-02-02', 'completed 2019-10-29']);
   });
 
   it('LDL-SES: the same RPPS under two names stays two practitioners, and is reported', () => {

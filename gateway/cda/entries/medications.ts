@@ -156,6 +156,22 @@ function administrationInstant(ctx: ConversionContext, sa: XElement): string | u
   return point && dateTime(ctx, point);
 }
 
+/** The document's own effectiveTime, for the statement's document. */
+function documentTime(ctx: ConversionContext, el: XElement): string | undefined {
+  let doc: XElement | undefined = el;
+  while (doc && doc.name !== 'ClinicalDocument') doc = doc.parent;
+  return dateTime(ctx, child(doc, 'effectiveTime'));
+}
+
+/** Whether a FHIR date/dateTime falls after another (an end of year, month or day precision lasts to its end). */
+function after(end: string, reference: string | undefined): boolean {
+  if (!reference) return false;
+  const last = end.length === 4 ? `${end}-12-31T23:59:59Z` : end.length === 7 ? `${end}-28T23:59:59Z` : end.length === 10 ? `${end}T23:59:59Z` : end;
+  const t = Date.parse(last);
+  const r = Date.parse(reference);
+  return Number.isFinite(t) && Number.isFinite(r) && t > r;
+}
+
 /** The GTS type of an effectiveTime or SXPR_TS component: xsi:type, else guessed from its children. */
 function timingType(et: XElement): string | undefined {
   return xsiType(et) ?? (child(et, 'period') ? 'PIVL_TS' : child(et, 'event') ? 'EIVL_TS' : child(et, 'low') || child(et, 'high') ? 'IVL_TS' : undefined);
@@ -300,6 +316,10 @@ export function mapMedicationStatement(ctx: ConversionContext, sa: XElement, sec
   if (bounds && !ms.effectiveDateTime && !ms.effectivePeriod) ms.effectivePeriod = bounds;
   const instant = administrationInstant(ctx, sa);
   if (instant && !ms.effectiveDateTime && !ms.effectivePeriod) ms.effectiveDateTime = instant;
+  // IHE PCC writes "completed" on every recorded treatment (the statement is complete); one whose
+  // period runs past the document's own date is still being taken when the document is written
+  // (a discharge letter's treatments): R4 completed would say it was no longer taken.
+  if (ms.status === 'completed' && ms.effectivePeriod?.end && after(ms.effectivePeriod.end, documentTime(ctx, sa))) ms.status = 'active';
 
   for (const rel of children(sa, 'entryRelationship')) {
     const st = statementOf(rel);
