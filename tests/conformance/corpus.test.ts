@@ -167,6 +167,13 @@ describe('ANS corpus', () => {
     expect(treatments.map((m) => `${m.status} ${m.effectivePeriod?.end ?? ''}`).sort()).toEqual(['active 2020-02-02', 'completed 2019-10-29']);
   });
 
+  it('LDL-SES: the admission and discharge modes are also the stay\'s admitSource and dischargeDisposition', () => {
+    const { bundle } = convertCda(corpusDocument('LDL-SES_2022.01.xml'));
+    const encounter = bundle.entry?.find((e) => e.resource?.resourceType === 'Encounter')?.resource as Encounter;
+    expect(encounter.hospitalization?.admitSource?.coding?.[0]?.code).toBe('107724000');
+    expect(encounter.hospitalization?.dischargeDisposition?.coding?.[0]?.code).toBe('GEN-092.06.01');
+  });
+
   it('LDL-SES: the same RPPS under two names stays two practitioners, and is reported', () => {
     const { bundle, report } = convertCda(corpusDocument('LDL-SES_2022.01.xml'));
     const practitioners = bundle.entry?.filter((e) => e.resource?.resourceType === 'Practitioner').map((e) => e.resource as Practitioner) ?? [];

@@ -307,8 +307,25 @@ export function mapObservation(ctx: ConversionContext, obs: XElement, opts: Obse
   if (ranges.length) o.referenceRange = ranges;
 
   const ref = ctx.add(o, pathOf(obs));
+  stayMode(ctx, obs, o);
   const nested = mapRelationships(ctx, obs, o, opts);
   return [ref, ...nested];
+}
+
+/** CI-SIS FR-Modalite-entree / FR-Modalite-sortie (TA_ASIP ORG-070, ORG-074): how the stay began and ended. */
+const STAY_MODES: Readonly<Record<string, 'admitSource' | 'dischargeDisposition'>> = { 'ORG-070': 'admitSource', 'ORG-074': 'dischargeDisposition' };
+
+/**
+ * The admission or discharge mode of a discharge letter, an Observation, is also the document
+ * Encounter's hospitalization.admitSource / dischargeDisposition, where R4 expects it (the header's
+ * dischargeDispositionCode, when given, stays).
+ */
+function stayMode(ctx: ConversionContext, obs: XElement, o: Observation): void {
+  const code = child(obs, 'code');
+  const field = attr(code, 'codeSystem') === '1.2.250.1.213.1.1.4.322' ? own(STAY_MODES, attr(code, 'code') ?? '') : undefined;
+  const encounter = ctx.resolve(ctx.encounter);
+  if (!field || !o.valueCodeableConcept || encounter?.resourceType !== 'Encounter' || encounter.hospitalization?.[field]) return;
+  encounter.hospitalization = { ...encounter.hospitalization, [field]: o.valueCodeableConcept };
 }
 
 /** "4.89 mmol/L", "< 0,5", "12 %": the quantity's number, then at most its unit (or one unit-like word). */
