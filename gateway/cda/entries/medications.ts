@@ -23,7 +23,7 @@ import { concept, isAnswer, isNull } from '../datatypes.js';
 import { dateTime, effective, period } from '../time.js';
 import { attr, child, children, pathOf, text, type XElement } from '../xml.js';
 import {
-  author, commentText, describe, entryText, identifiers, isNegated, mood, notMapped, requiredConcept, statementOf,
+  author, commentText, describe, documentOf, entryText, identifiers, isNegated, mood, notMapped, requiredConcept, statementOf,
   statusOf, templates, xsiType,
 } from './common.js';
 import { finiteQuantity, ratioOf } from './observations.js';
@@ -154,13 +154,6 @@ function repeatOf(ctx: ConversionContext, sa: XElement, sectionCode: string | un
 function administrationInstant(ctx: ConversionContext, sa: XElement): string | undefined {
   const point = children(sa, 'effectiveTime').slice(1).find((et) => !timingType(et) && attr(et, 'value'));
   return point && dateTime(ctx, point);
-}
-
-/** The document's own effectiveTime, for the statement's document. */
-function documentTime(ctx: ConversionContext, el: XElement): string | undefined {
-  let doc: XElement | undefined = el;
-  while (doc && doc.name !== 'ClinicalDocument') doc = doc.parent;
-  return dateTime(ctx, child(doc, 'effectiveTime'));
 }
 
 /** Whether a FHIR date/dateTime falls after another (an end of year, month or day precision lasts to its end). */
@@ -319,7 +312,7 @@ export function mapMedicationStatement(ctx: ConversionContext, sa: XElement, sec
   // IHE PCC writes "completed" on every recorded treatment (the statement is complete); one whose
   // period runs past the document's own date is still being taken when the document is written
   // (a discharge letter's treatments): R4 completed would say it was no longer taken.
-  if (ms.status === 'completed' && ms.effectivePeriod?.end && after(ms.effectivePeriod.end, documentTime(ctx, sa))) ms.status = 'active';
+  if (ms.status === 'completed' && ms.effectivePeriod?.end && after(ms.effectivePeriod.end, dateTime(ctx, child(documentOf(sa), 'effectiveTime')))) ms.status = 'active';
 
   for (const rel of children(sa, 'entryRelationship')) {
     const st = statementOf(rel);

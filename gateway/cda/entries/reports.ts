@@ -26,7 +26,7 @@ import { identifier } from '../datatypes.js';
 import { LOINC } from '../terminology.js';
 import { dateTime, toInstant } from '../time.js';
 import { attr, child, children, pathOf, type XElement } from '../xml.js';
-import { actorRef, identifiers, performers, requiredConcept, statusOf } from './common.js';
+import { actorRef, documentOf, identifiers, performers, requiredConcept, statusOf } from './common.js';
 import { own } from '../../util/own.js';
 
 const STATUS: Readonly<Record<string, DiagnosticReport['status']>> = {
@@ -100,13 +100,6 @@ function fromHeader(ctx: ConversionContext, doc: XElement, r: DiagnosticReport):
   const validated = dateTime(ctx, child(child(doc, 'legalAuthenticator'), 'time'));
   const issued = validated && toInstant(validated);
   if (issued && !r.issued) r.issued = issued;
-}
-
-/** The ClinicalDocument an element is in. */
-function documentOf(el: XElement): XElement | undefined {
-  let doc: XElement | undefined = el;
-  while (doc && doc.name !== 'ClinicalDocument') doc = doc.parent;
-  return doc;
 }
 
 /** A participation time written as a value or as an interval (FR-Participant: its high bound). */
