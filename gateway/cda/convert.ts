@@ -57,7 +57,7 @@ export function convertCda(bytes: Uint8Array, options: ConvertOptions = {}): Con
   const { composition, ref: compositionRef } = mapHeader(ctx, doc, patient);
   const timestamp = instant(ctx, child(doc, 'effectiveTime'));
   if (!timestamp) throw new PasserelleError('CDA_VALUE_INVALID', 'ClinicalDocument/effectiveTime is not precise enough for Bundle.timestamp.', '/ClinicalDocument/effectiveTime');
-  const sections = structured ? mapStructuredBody(ctx, structured) : [mapNonXmlBody(ctx, doc, nonXml as XElement, timestamp)];
+  const sections = structured ? mapStructuredBody(ctx, structured) : [mapNonXmlBody(ctx, doc, nonXml as XElement, timestamp, composition)];
   if (sections.length) composition.section = sections;
   mapSource(ctx, bytes, compositionRef, timestamp);
 

@@ -5,7 +5,7 @@
  *
  * A payload that claims to be a PDF must start with the `%PDF-` magic.
  */
-import type { Binary, CompositionSection, DocumentReference, Provenance } from '@medplum/fhirtypes';
+import type { Binary, Composition, CompositionSection, DocumentReference, Provenance } from '@medplum/fhirtypes';
 import { PasserelleError } from '../errors.js';
 import type { ConversionContext, Ref } from './context.js';
 import { concept } from './datatypes.js';
@@ -47,8 +47,12 @@ function mapOneMedia(ctx: ConversionContext, media: XElement): void {
   if (id && ref.reference) ctx.media.set(id, { url: ref.reference, ...(title ? { title } : {}) });
 }
 
-/** nonXMLBody → Binary + DocumentReference, and the Composition section that points to them. */
-export function mapNonXmlBody(ctx: ConversionContext, doc: XElement, body: XElement, date: string): CompositionSection {
+/**
+ * nonXMLBody → Binary + DocumentReference, and the Composition section that points to them. The
+ * DocumentReference is the document itself: it carries the Composition's authors, custodian and
+ * encounter, so that a reader of it alone knows whose it is.
+ */
+export function mapNonXmlBody(ctx: ConversionContext, doc: XElement, body: XElement, date: string, composition: Composition): CompositionSection {
   const value = child(body, 'text');
   if (!value) throw new PasserelleError('CDA_BODY_MISSING', 'nonXMLBody has no text element.', pathOf(body));
   const title = text(child(doc, 'title')) ?? 'Document';
@@ -61,6 +65,9 @@ export function mapNonXmlBody(ctx: ConversionContext, doc: XElement, body: XElem
   };
   const type = concept(ctx, child(doc, 'code'));
   if (type) docRef.type = type;
+  if (composition.author.length) docRef.author = composition.author;
+  if (composition.custodian) docRef.custodian = composition.custodian;
+  if (ctx.encounter) docRef.context = { encounter: [ctx.encounter] };
   const external = attr(child(value, 'reference'), 'value');
   let url: string;
   let contentType = attr(value, 'mediaType')?.trim() || 'text/plain';

@@ -3,7 +3,7 @@
  * checked by our schema (inside convertCda) and by an independent validator (R4
  * StructureDefinitions via @medplum/core, plus document-Bundle rules).
  */
-import type { Bundle, Composition, DiagnosticReport, Encounter, MedicationStatement, Organization, Patient, Practitioner, PractitionerRole, Resource } from '@medplum/fhirtypes';
+import type { Bundle, Composition, DiagnosticReport, DocumentReference, Encounter, MedicationStatement, Organization, Patient, Practitioner, PractitionerRole, Resource } from '@medplum/fhirtypes';
 import { describe, expect, it } from 'vitest';
 import { convertCda } from '../../gateway/cda/convert.js';
 import { corpusDocument, loadCorpus } from '../support/corpus.js';
@@ -132,6 +132,11 @@ describe('ANS corpus', () => {
     expect(docRef.content[0]?.attachment.contentType).toBe('application/pdf');
     const pdf = resolve<Resource & { data: string }>(bundle, docRef.content[0]?.attachment.url);
     expect(Buffer.from(pdf.data, 'base64').subarray(0, 5).toString('latin1')).toBe('%PDF-');
+    // The DocumentReference is the document: whose it is, read alone.
+    const { author, custodian, context } = docRef as unknown as DocumentReference;
+    expect(author).toEqual(composition.author);
+    expect(custodian).toEqual(composition.custodian);
+    expect(context?.encounter).toEqual([composition.encounter]);
   });
 
   it('CR-BIO: the prescriber and the sampler take part in the encounter, with the prescription and sampling times', () => {
