@@ -62,7 +62,8 @@ export class ConversionContext {
   constructor(
     documentKey: string,
     patientSalt: string,
-    private readonly root: XElement,
+    /** The ClinicalDocument: its header says once what entries may leave out (a lab report's sampling, its date…). */
+    readonly document: XElement,
   ) {
     this.prefix = `${documentKey}\u0000${patientSalt}`;
   }
@@ -108,7 +109,7 @@ export class ConversionContext {
     if (!this.narrativeIds) {
       // For a duplicated ID the first element met wins, in this walk's order (last child first).
       const index = new Map<string, XElement>();
-      const stack: XElement[] = [this.root];
+      const stack: XElement[] = [this.document];
       while (stack.length) {
         const el = stack.pop() as XElement;
         const v = el.attrs.ID;

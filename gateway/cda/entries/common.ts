@@ -223,13 +223,6 @@ export function focusOf(ctx: ConversionContext, el: XElement): Ref[] | undefined
   return related ? [relatedSubjectRef(ctx, related)] : undefined;
 }
 
-/** The ClinicalDocument an element is in (for what its header says once for the whole document). */
-export function documentOf(el: XElement): XElement | undefined {
-  let doc: XElement | undefined = el;
-  while (doc && doc.name !== 'ClinicalDocument') doc = doc.parent;
-  return doc;
-}
-
 export function notMapped(ctx: ConversionContext, what: string, sectionCode: string | undefined, el: XElement): void {
   ctx.report.info('ENTRY_NOT_MAPPED', `${what} in section ${sectionCode ?? '(no LOINC code)'} not mapped.`, el);
 }

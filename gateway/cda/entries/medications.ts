@@ -23,7 +23,7 @@ import { concept, isAnswer, isNull } from '../datatypes.js';
 import { dateTime, effective, period } from '../time.js';
 import { attr, child, children, pathOf, text, type XElement } from '../xml.js';
 import {
-  author, commentText, describe, documentOf, entryText, identifiers, isNegated, mood, notMapped, requiredConcept, statementOf,
+  author, commentText, describe, entryText, identifiers, isNegated, mood, notMapped, requiredConcept, statementOf,
   statusOf, templates, xsiType,
 } from './common.js';
 import { finiteQuantity, ratioOf } from './observations.js';
@@ -312,7 +312,7 @@ export function mapMedicationStatement(ctx: ConversionContext, sa: XElement, sec
   // IHE PCC writes "completed" on every recorded treatment (the statement is complete); one whose
   // period runs past the document's own date is still being taken when the document is written
   // (a discharge letter's treatments): R4 completed would say it was no longer taken.
-  if (ms.status === 'completed' && ms.effectivePeriod?.end && after(ms.effectivePeriod.end, dateTime(ctx, child(documentOf(sa), 'effectiveTime')))) ms.status = 'active';
+  if (ms.status === 'completed' && ms.effectivePeriod?.end && after(ms.effectivePeriod.end, dateTime(ctx, child(ctx.document, 'effectiveTime')))) ms.status = 'active';
 
   for (const rel of children(sa, 'entryRelationship')) {
     const st = statementOf(rel);

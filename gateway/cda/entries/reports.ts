@@ -26,7 +26,7 @@ import { identifier } from '../datatypes.js';
 import { LOINC } from '../terminology.js';
 import { dateTime, toInstant } from '../time.js';
 import { attr, child, children, pathOf, type XElement } from '../xml.js';
-import { actorRef, documentOf, identifiers, performers, requiredConcept, statusOf } from './common.js';
+import { actorRef, identifiers, performers, requiredConcept, statusOf } from './common.js';
 import { own } from '../../util/own.js';
 
 const STATUS: Readonly<Record<string, DiagnosticReport['status']>> = {
@@ -72,11 +72,10 @@ export function mapResultsReport(ctx: ConversionContext, act: XElement, parts: R
   const interpreter = actorRef(ctx, child(validator, 'participantRole'), INTERPRETERS);
   if (interpreter) r.resultsInterpreter = [interpreter];
   if (parts.specimens.length) r.specimen = parts.specimens;
-  const doc = documentOf(act);
-  if (doc && !parts.specimens.length) fromHeader(ctx, doc, r);
+  else fromHeader(ctx, r);
   // The lab order the report fulfils (inFulfillmentOf/order/id, the prescription's number at the
   // laboratory): a logical reference, the ServiceRequest itself not being in the document.
-  const orders = children(doc, 'inFulfillmentOf').flatMap((f) => children(child(f, 'order'), 'id')).map((id) => identifier(ctx, id)).filter((i) => i !== undefined);
+  const orders = children(ctx.document, 'inFulfillmentOf').flatMap((f) => children(child(f, 'order'), 'id')).map((id) => identifier(ctx, id)).filter((i) => i !== undefined);
   if (orders.length) r.basedOn = orders.map((i) => ({ type: 'ServiceRequest', identifier: i }));
   r.result = parts.results;
   if (parts.comments.length) r.conclusion = parts.comments.join('\n');
@@ -89,7 +88,8 @@ export function mapResultsReport(ctx: ConversionContext, act: XElement, parts: R
  * chapter's executing laboratory (documentationOf/serviceEvent of the chapter's code, its
  * performer) → performer; the validation (legalAuthenticator/time) → issued.
  */
-function fromHeader(ctx: ConversionContext, doc: XElement, r: DiagnosticReport): void {
+function fromHeader(ctx: ConversionContext, r: DiagnosticReport): void {
+  const doc = ctx.document;
   const sampler = children(doc, 'participant').find((p) => attr(p, 'typeCode') === 'PRF' && attr(child(p, 'functionCode'), 'code') === 'PRELV');
   const sampled = intervalTime(ctx, child(sampler, 'time'));
   if (sampled && !r.effectiveDateTime) r.effectiveDateTime = sampled;
